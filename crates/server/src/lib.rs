@@ -1,0 +1,119 @@
+//! shopkeep's HTTP surface: the axum application, its middleware and error model.
+
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod observe;
+pub mod openapi;
+pub mod problem;
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, OriginalUri};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use shopkeep_store::Db;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use problem::{ApiError, FieldError, Problem};
+
+/// Version facts shown in `/metrics` and `--version`.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    /// Crate version.
+    pub version: &'static str,
+    /// Short git commit the binary was built from, or `unknown`.
+    pub commit: &'static str,
+}
+
+/// Shared state handed to every handler. Cheap to clone; holds nothing another instance needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database pool.
+    pub db: Db,
+    /// Build facts.
+    pub build: BuildInfo,
+}
+
+/// HTTP limits applied to every route.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// A request not answered within this time gets 503.
+    pub request_timeout: Duration,
+    /// Largest accepted request body in bytes (413 beyond).
+    pub body_limit: usize,
+    /// Compress responses (gzip) when the client accepts it.
+    pub compression: bool,
+}
+
+/// The OpenAPI router with every documented route; split into the axum router and the document.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+}
+
+/// The OpenAPI document alone, as served at `/api/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// Builds the whole application router with its middleware stack.
+pub fn router(state: AppState, http: &HttpOptions) -> Router {
+    metrics::recorder();
+    metrics::describe();
+    ::metrics::gauge!("shopkeep_build_info",
+        "version" => state.build.version, "commit" => state.build.commit, "engine" => state.db.engine().as_str())
+    .set(1.0);
+
+    let (routes, api) = api_routes().split_for_parts();
+    let app = routes
+        .route("/metrics", get(metrics::render))
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", api))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(http.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            http.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(observe::observe));
+    if http.compression {
+        app.layer(CompressionLayer::new())
+    } else {
+        app
+    }
+}
+
+async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// A handler panic becomes a logged 500 problem; the server keeps serving.
+fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
+    let msg = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("non-string panic payload");
+    ApiError::internal(anyhow::anyhow!("handler panicked: {msg}")).into_response()
+}

@@ -1,0 +1,140 @@
+//! The application: built from a [`Config`], bound to its port, run until a shutdown signal.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use shopkeep_domain::Secret;
+use shopkeep_server::{AppState, BuildInfo, HttpOptions};
+use shopkeep_store::Db;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::keys;
+
+/// Version and commit of this build.
+pub const BUILD: BuildInfo = BuildInfo {
+    version: env!("CARGO_PKG_VERSION"),
+    commit: env!("SHOPKEEP_GIT_COMMIT"),
+};
+
+/// A bound, ready-to-run shopkeep.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    db: Db,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Prepares the data directory and keys, connects and migrates the database, binds the port.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        prepare_data_dir(&config)?;
+        let _secret_key: Secret<Vec<u8>> = match &config.secret_key {
+            Some(hex) => {
+                Secret::new(keys::unhex(hex.expose()).context("secret_key is not hexadecimal")?)
+            }
+            None => keys::load_or_generate(&config.data_dir, "secret.key", 32)?,
+        };
+        let db = Db::connect(&config.db_options()).await?;
+        if config.database.migrate_on_start {
+            let before = db.migrate().await?;
+            if !before.pending.is_empty() {
+                tracing::info!(
+                    applied = before.pending.len(),
+                    engine = db.engine().as_str(),
+                    "migrations applied"
+                );
+            }
+        } else if let Some(problem) = db.migration_status().await?.problem() {
+            // Pending migrations only make /readyz answer 503; a newer schema must not be served.
+            if !db.migration_status().await?.unknown.is_empty() {
+                anyhow::bail!(problem);
+            }
+            tracing::warn!(%problem, "serving with a schema that is not current");
+        }
+        let state = AppState {
+            db: db.clone(),
+            build: BUILD,
+        };
+        let http = HttpOptions {
+            request_timeout: config.http.request_timeout,
+            body_limit: config.http.body_limit,
+            compression: config.http.compression,
+        };
+        let router = shopkeep_server::router(state, &http);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Application {
+            listener,
+            router,
+            db,
+            shutdown_timeout: config.http.shutdown_timeout,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The database pool, for tests and admin commands.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serves until `shutdown` fires, then stops accepting, lets in-flight requests finish up to
+    /// the shutdown deadline, and closes the pool.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let addr = self.local_addr();
+        tracing::info!(addr = %addr, engine = self.db.engine().as_str(), version = BUILD.version, commit = BUILD.commit, "listening");
+        let graceful = shutdown.clone();
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let mut server = tokio::spawn(async move {
+            axum::serve(self.listener, service)
+                .with_graceful_shutdown(graceful.cancelled_owned())
+                .await
+        });
+        tokio::select! {
+            res = &mut server => {
+                res.context("the server task failed")?.context("the server stopped")?;
+            }
+            () = shutdown.cancelled() => {
+                tracing::info!(deadline_s = self.shutdown_timeout.as_secs_f64(), "shutting down: finishing in-flight requests");
+                match tokio::time::timeout(self.shutdown_timeout, &mut server).await {
+                    Ok(res) => res.context("the server task failed")?.context("the server stopped")?,
+                    Err(_) => {
+                        tracing::warn!("shutdown deadline passed; dropping the remaining connections");
+                        server.abort();
+                    }
+                }
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database pool did not close within 5 s");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .with_context(|| format!("the data directory {} is not writable", dir.display()))?;
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The command line: `serve`, `migrate`, `config`. Exit codes: 0 ok, 1 failure, 2 bad
+//! configuration or usage, 3 migrations pending (`migrate --check`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use shopkeep_store::Db;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, LogFormat, Role, Sources};
+use crate::{Application, telemetry};
+
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SHOPKEEP_GIT_COMMIT"),
+    ")"
+);
+
+/// shopkeep: self-hosted commerce operations server.
+#[derive(Debug, Parser)]
+#[command(name = "shopkeep", version = VERSION, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./shopkeep.toml when present.
+    #[arg(long, global = true, env = "SHOPKEEP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log line format; overrides `log.format`.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (all roles unless --roles picks some).
+    Serve {
+        /// Comma-separated roles: all, gateway, auth, orders, api, worker, scheduler.
+        #[arg(long, value_name = "LIST")]
+        roles: Option<String>,
+    },
+    /// Apply pending database migrations.
+    Migrate {
+        /// Apply nothing; exit 3 when migrations are pending, 1 when the schema is newer or broken.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print the effective configuration with secrets redacted.
+    Config,
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let mut config = match config::load(&Sources::from_process(cli.config.clone())) {
+        Ok(c) => c,
+        Err(errors) => {
+            for line in &errors.0 {
+                eprintln!("shopkeep: config: {line}");
+            }
+            eprintln!(
+                "shopkeep: {} configuration problem(s); nothing was started",
+                errors.0.len()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(f) = cli.log_format {
+        config.log.format = match f {
+            LogFormatArg::Json => LogFormat::Json,
+            LogFormatArg::Pretty => LogFormat::Pretty,
+        };
+    }
+    match cli.command {
+        Command::Config => {
+            print!("{}", config.to_redacted_toml());
+            ExitCode::SUCCESS
+        }
+        Command::Serve { roles } => {
+            if let Some(list) = roles {
+                match Role::parse_list(&list) {
+                    Ok(r) => config.roles = r,
+                    Err(e) => {
+                        eprintln!("shopkeep: --roles: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            telemetry::init(config.log.format, &config.log.level);
+            report(runtime().and_then(|rt| rt.block_on(serve(config))))
+        }
+        Command::Migrate { check } => {
+            telemetry::init(config.log.format, &config.log.level);
+            match runtime().and_then(|rt| rt.block_on(migrate(config, check))) {
+                Ok(code) => code,
+                Err(e) => report(Err(e)),
+            }
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shopkeep: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_listener(shutdown.clone()));
+    app.run_until_stopped(shutdown).await
+}
+
+/// Fires `token` on SIGINT or SIGTERM.
+async fn signal_listener(token: CancellationToken) {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
+        () = term => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+    }
+    token.cancel();
+}
+
+async fn migrate(config: Config, check: bool) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let db = Db::connect(&config.db_options()).await?;
+    let status = db
+        .migration_status()
+        .await
+        .context("reading the migration status")?;
+    let code = if check {
+        match status.problem() {
+            None => {
+                println!(
+                    "schema is current ({} migrations applied)",
+                    status.applied.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Some(p) => {
+                println!("{p}");
+                if status.unknown.is_empty() && status.failed.is_empty() {
+                    ExitCode::from(3)
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    } else {
+        let before = db.migrate().await?;
+        println!(
+            "applied {} migration(s); schema is current",
+            before.pending.len()
+        );
+        ExitCode::SUCCESS
+    };
+    db.close().await;
+    Ok(code)
+}

@@ -1,0 +1,260 @@
+//! Configuration: defaults < `shopkeep.toml` < `SHOPKEEP_*` environment, validated in one pass.
+//!
+//! Every bad or unknown key is reported on its own line (the `config` crate stops at the first
+//! error, which is why shopkeep reads the layers itself).
+
+mod load;
+mod values;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shopkeep_domain::Secret;
+use shopkeep_store::{DbOptions, SqliteSync, redact_url};
+
+pub use load::{ConfigErrors, Sources, load};
+
+/// The roles one process can play; `serve` runs all of them unless `--roles` picks some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Web pages and the public entry point.
+    Gateway,
+    /// Accounts, tokens, API keys.
+    Auth,
+    /// Order requests and their workflow.
+    Orders,
+    /// The JSON API and webhooks receivers.
+    Api,
+    /// Background job workers.
+    Worker,
+    /// The cron scheduler.
+    Scheduler,
+}
+
+impl Role {
+    /// Every role, in display order.
+    pub const ALL: [Role; 6] = [
+        Role::Gateway,
+        Role::Auth,
+        Role::Orders,
+        Role::Api,
+        Role::Worker,
+        Role::Scheduler,
+    ];
+
+    /// The role's name in `--roles`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Auth => "auth",
+            Role::Orders => "orders",
+            Role::Api => "api",
+            Role::Worker => "worker",
+            Role::Scheduler => "scheduler",
+        }
+    }
+
+    /// Parses a comma-separated list (`gateway,api`); `all` means every role.
+    pub fn parse_list(s: &str) -> Result<Vec<Role>, String> {
+        let mut roles = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part == "all" {
+                roles.extend(Role::ALL);
+                continue;
+            }
+            match Role::ALL.iter().find(|r| r.as_str() == part) {
+                Some(r) => roles.push(*r),
+                None => {
+                    return Err(format!(
+                        "unknown role {part:?}; expected a comma-separated list of all, {}",
+                        Role::ALL.map(Role::as_str).join(", ")
+                    ));
+                }
+            }
+        }
+        if roles.is_empty() {
+            return Err("no role given".into());
+        }
+        roles.sort();
+        roles.dedup();
+        Ok(roles)
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (default; for collectors).
+    Json,
+    /// Human-readable lines for a terminal.
+    Pretty,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the SQLite file, generated keys and uploads live.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Database URL; `None` means the SQLite file `shopkeep.db` in `data_dir`.
+    pub database_url: Option<Secret<String>>,
+    /// Pool and engine settings.
+    pub database: DatabaseConfig,
+    /// HTTP limits and shutdown.
+    pub http: HttpConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Valkey/Redis URL for shared sessions, rate limits and fan-out; in-process when absent.
+    pub redis_url: Option<Secret<String>>,
+    /// A 32-byte secret key (hex); generated into `data_dir/secret.key` when absent.
+    pub secret_key: Option<Secret<String>>,
+    /// Roles this process plays.
+    pub roles: Vec<Role>,
+}
+
+/// Database settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Maximum pooled connections.
+    pub max_connections: u32,
+    /// Wait for a pooled connection before answering 503.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL statement timeout.
+    pub statement_timeout: Duration,
+    /// SQLite lock wait.
+    pub busy_timeout: Duration,
+    /// SQLite commit durability (`full` or `normal`).
+    pub sqlite_synchronous: SqliteSync,
+    /// Apply pending migrations at start.
+    pub migrate_on_start: bool,
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Per-request time limit (503 beyond).
+    pub request_timeout: Duration,
+    /// Largest request body in bytes (413 beyond).
+    pub body_limit: usize,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_timeout: Duration,
+    /// gzip responses for clients that accept it.
+    pub compression: bool,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `json` or `pretty`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive such as `info` or `shopkeep=debug,sqlx=warn`.
+    pub level: String,
+}
+
+impl Config {
+    /// The built-in defaults, with `data_dir` as given.
+    pub fn defaults(data_dir: PathBuf) -> Self {
+        Config {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            database: DatabaseConfig {
+                max_connections: 16,
+                acquire_timeout: Duration::from_secs(5),
+                statement_timeout: Duration::from_secs(30),
+                busy_timeout: Duration::from_secs(5),
+                sqlite_synchronous: SqliteSync::Full,
+                migrate_on_start: true,
+            },
+            http: HttpConfig {
+                request_timeout: Duration::from_secs(30),
+                body_limit: 1024 * 1024,
+                shutdown_timeout: Duration::from_secs(30),
+                compression: true,
+            },
+            log: LogConfig {
+                format: LogFormat::Json,
+                level: "info".into(),
+            },
+            redis_url: None,
+            secret_key: None,
+            roles: Role::ALL.to_vec(),
+        }
+    }
+
+    /// The SQLite file used when no `database_url` is set.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("shopkeep.db")
+    }
+
+    /// Options for [`shopkeep_store::Db::connect`].
+    pub fn db_options(&self) -> DbOptions {
+        DbOptions {
+            url: self.database_url.clone(),
+            sqlite_path: self.sqlite_path(),
+            max_connections: self.database.max_connections,
+            acquire_timeout: self.database.acquire_timeout,
+            statement_timeout: self.database.statement_timeout,
+            busy_timeout: self.database.busy_timeout,
+            sqlite_sync: self.database.sqlite_synchronous,
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let d = &self.database;
+        let h = &self.http;
+        let url = |u: &Option<Secret<String>>| match u {
+            Some(s) => format!("{:?}", redact_url(s.expose())),
+            None => "\"\" # not set".into(),
+        };
+        let db_url = match &self.database_url {
+            Some(_) => url(&self.database_url),
+            None => format!(
+                "\"\" # not set: SQLite file {:?}",
+                self.sqlite_path().display().to_string()
+            ),
+        };
+        let secret = match &self.secret_key {
+            Some(_) => "\"[redacted]\"",
+            None => "\"\" # not set: generated into data_dir/secret.key",
+        };
+        let sync = match d.sqlite_synchronous {
+            SqliteSync::Full => "full",
+            SqliteSync::Normal => "normal",
+        };
+        let format = match self.log.format {
+            LogFormat::Json => "json",
+            LogFormat::Pretty => "pretty",
+        };
+        format!(
+            "data_dir = {data_dir:?}\nlisten = \"{listen}\"\ndatabase_url = {db_url}\nredis_url = {redis}\n\
+             secret_key = {secret}\nroles = \"{roles}\"\n\n\
+             [database]\nmax_connections = {maxc}\nacquire_timeout = \"{acq}\"\nstatement_timeout = \"{st}\"\n\
+             busy_timeout = \"{busy}\"\nsqlite_synchronous = \"{sync}\"\nmigrate_on_start = {mig}\n\n\
+             [http]\nrequest_timeout = \"{rt}\"\nbody_limit = {bl}\nshutdown_timeout = \"{sd}\"\ncompression = {comp}\n\n\
+             [log]\nformat = \"{format}\"\nlevel = {level:?}\n",
+            data_dir = self.data_dir.display().to_string(),
+            listen = self.listen,
+            redis = url(&self.redis_url),
+            roles = self
+                .roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            maxc = d.max_connections,
+            acq = values::show_duration(d.acquire_timeout),
+            st = values::show_duration(d.statement_timeout),
+            busy = values::show_duration(d.busy_timeout),
+            mig = d.migrate_on_start,
+            rt = values::show_duration(h.request_timeout),
+            bl = h.body_limit,
+            sd = values::show_duration(h.shutdown_timeout),
+            comp = h.compression,
+            level = self.log.level,
+        )
+    }
+}

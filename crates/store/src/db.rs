@@ -1,0 +1,215 @@
+//! Connecting to the configured engine and the pool handle every store function takes.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use shopkeep_domain::Secret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+/// The database engine behind a [`Db`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// An embedded SQLite file (the default).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl Engine {
+    /// Lower-case name used in logs, metrics and test output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// SQLite `synchronous` setting in WAL mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// Every commit is fsynced before it is acknowledged: survives power loss (default).
+    Full,
+    /// Commits survive a process crash but the last ones may be lost on power loss; faster.
+    Normal,
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// `sqlite://path`, `postgres://...`, or `None` for `sqlite_path`.
+    pub url: Option<Secret<String>>,
+    /// The SQLite file used when `url` is `None`.
+    pub sqlite_path: PathBuf,
+    /// Maximum pooled connections.
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before the store reports unavailable.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout`; SQLite has none.
+    pub statement_timeout: Duration,
+    /// SQLite: how long a writer waits for the write lock.
+    pub busy_timeout: Duration,
+    /// SQLite durability of commits.
+    pub sqlite_sync: SqliteSync,
+}
+
+/// Current pool occupancy, for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+}
+
+/// A connection pool on one of the two engines. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// SQLite pool.
+    Sqlite(SqlitePool),
+    /// PostgreSQL pool.
+    Postgres(PgPool),
+}
+
+impl Db {
+    /// Opens a pool and checks that one connection can be made.
+    pub async fn connect(opts: &DbOptions) -> anyhow::Result<Db> {
+        match opts.url.as_ref().map(|u| u.expose().as_str()) {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let connect = PgConnectOptions::from_str(url)
+                    .with_context(|| {
+                        format!(
+                            "database_url is not a valid PostgreSQL URL ({})",
+                            redact_url(url)
+                        )
+                    })?
+                    .application_name("shopkeep")
+                    .options([(
+                        "statement_timeout",
+                        format!("{}", opts.statement_timeout.as_millis()),
+                    )]);
+                let pool = PgPoolOptions::new()
+                    .max_connections(opts.max_connections)
+                    .acquire_timeout(opts.acquire_timeout)
+                    .connect_with(connect)
+                    .await
+                    .with_context(|| {
+                        format!("cannot connect to PostgreSQL at {}", redact_url(url))
+                    })?;
+                Ok(Db::Postgres(pool))
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let connect = SqliteConnectOptions::from_str(url)
+                    .with_context(|| format!("database_url is not a valid SQLite URL ({url})"))?;
+                Self::connect_sqlite(connect, opts, url).await
+            }
+            Some(url) => anyhow::bail!(
+                "database_url must start with sqlite:, postgres:// or postgresql:// (got {})",
+                redact_url(url)
+            ),
+            None => {
+                let connect = SqliteConnectOptions::new().filename(&opts.sqlite_path);
+                Self::connect_sqlite(connect, opts, &opts.sqlite_path.display().to_string()).await
+            }
+        }
+    }
+
+    async fn connect_sqlite(
+        connect: SqliteConnectOptions,
+        opts: &DbOptions,
+        shown: &str,
+    ) -> anyhow::Result<Db> {
+        let connect = connect
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match opts.sqlite_sync {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
+            .foreign_keys(true)
+            .busy_timeout(opts.busy_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .with_context(|| format!("cannot open the SQLite database {shown}"))?;
+        // A file that is not a database opens lazily; touch the schema so it fails here.
+        sqlx::query("SELECT count(*) FROM sqlite_master")
+            .execute(&pool)
+            .await
+            .with_context(|| format!("{shown} is not a readable SQLite database"))?;
+        Ok(Db::Sqlite(pool))
+    }
+
+    /// Which engine this pool talks to.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Db::Sqlite(_) => Engine::Sqlite,
+            Db::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// Runs a trivial query: is the database answering?
+    pub async fn ping(&self) -> Result<(), crate::StoreError> {
+        crate::on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Pool occupancy right now.
+    pub fn pool_stats(&self) -> PoolStats {
+        crate::on_pool!(self, pool => PoolStats {
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Waits for checked-out connections to return, then closes them all.
+    pub async fn close(&self) {
+        crate::on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// A database URL with its password replaced by `***`, safe for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_database_url_loses_its_password_when_shown() {
+        assert_eq!(
+            redact_url("postgres://shop:s3cret@db.example:5432/shop?sslmode=require"),
+            "postgres://shop:***@db.example:5432/shop?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://shop@db/x"), "postgres://shop@db/x");
+        assert_eq!(
+            redact_url("sqlite://data/shopkeep.db"),
+            "sqlite://data/shopkeep.db"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! shopkeep persistence: one code path over SQLite and PostgreSQL.
+//!
+//! Every query is written once with `$1` placeholders (valid in both dialects) and run through
+//! [`on_pool!`], which compiles the same body once per engine. SQL that truly differs between the
+//! engines lives in [`dialect`] and nowhere else.
+
+pub mod db;
+pub mod dialect;
+pub mod error;
+pub mod migrate;
+pub mod schema;
+
+pub use db::{Db, DbOptions, Engine, PoolStats, SqliteSync, redact_url};
+pub use error::StoreError;
+pub use migrate::MigrationStatus;
+
+/// Runs `$body` with `$pool` bound to the engine's concrete pool (`SqlitePool` or `PgPool`).
+///
+/// The body is type-checked once per engine, so one SQL text serves both without `sqlx::Any`.
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Postgres($pool) => $body,
+        }
+    };
+}
