@@ -79,9 +79,19 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
     let app = routes
         .route("/metrics", get(metrics::render))
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", api))
+        .with_state(state);
+    with_middleware(app, http)
+}
+
+/// Adds the fallbacks and the middleware stack (outermost last) to a router whose state is set.
+///
+/// Order, outside in: compression, `observe` (request id, span, metrics, problem rendering),
+/// catch-panic, timeout, body limit. Compression sits outside `observe` because `observe`
+/// may replace a body, which must happen before it is encoded.
+pub fn with_middleware(routes: Router, http: &HttpOptions) -> Router {
+    let app = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
         .layer(DefaultBodyLimit::max(http.body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real application on port 0, on SQLite and on PostgreSQL.
+
+mod harness;
+
+mod binary;
+mod health;
+mod schema;
