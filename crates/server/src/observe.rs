@@ -38,6 +38,21 @@ fn is_probe(route: &str) -> bool {
     matches!(route, "/healthz" | "/readyz" | "/metrics")
 }
 
+/// The method as a metrics label; made-up methods share one label so they cannot add series.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Wraps every request: see the module doc.
 pub async fn observe(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -60,7 +75,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
 
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
-    metrics::counter!("http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+    metrics::counter!("http_requests_total", "method" => method_label(&method), "route" => route.clone(), "status" => status.to_string()).increment(1);
     metrics::histogram!("http_request_duration_seconds", "route" => route.clone())
         .record(elapsed.as_secs_f64());
     let _g = span.enter();
@@ -114,10 +129,19 @@ async fn into_problem_if_error(mut res: Response, request_id: &str) -> Response 
         detail,
         errors: Vec::new(),
     };
-    keep_headers(
+    let mut rendered = keep_headers(
         Response::from_parts(parts, Body::empty()),
         problem::render(status, pending, request_id),
-    )
+    );
+    // A timeout or overload is worth retrying; say when, as every other 503 does.
+    if matches!(status.as_u16(), 408 | 503 | 504)
+        && !rendered.headers().contains_key(header::RETRY_AFTER)
+    {
+        rendered
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    rendered
 }
 
 fn default_detail(status: axum::http::StatusCode) -> String {

@@ -121,6 +121,7 @@ async fn an_internal_error_shows_the_request_id_and_nothing_internal() {
 async fn a_request_over_the_time_limit_answers_503_problem() {
     let (status, headers, body) = call(get_req("/slow")).await;
     assert_problem(status, &headers, &body, 503, "unavailable");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use crate::keys;
 /// Version and commit of this build.
 pub const BUILD: BuildInfo = BuildInfo {
     version: env!("CARGO_PKG_VERSION"),
-    commit: env!("SHOPKEEP_GIT_COMMIT"),
+    commit: env!("BUILD_GIT_COMMIT"),
 };
 
 /// A bound, ready-to-run shopkeep.
@@ -26,6 +26,7 @@ pub struct Application {
     router: Router,
     db: Db,
     shutdown_timeout: Duration,
+    roles: String,
 }
 
 impl Application {
@@ -48,12 +49,16 @@ impl Application {
                     "migrations applied"
                 );
             }
-        } else if let Some(problem) = db.migration_status().await?.problem() {
-            // Pending migrations only make /readyz answer 503; a newer schema must not be served.
-            if !db.migration_status().await?.unknown.is_empty() {
-                anyhow::bail!(problem);
+        } else {
+            let status = db.migration_status().await?;
+            if let Some(problem) = status.problem() {
+                // Pending migrations only make /readyz answer 503 until an operator migrates;
+                // a newer or half-applied schema must not be served at all.
+                if !status.unknown.is_empty() || !status.failed.is_empty() {
+                    anyhow::bail!(problem);
+                }
+                tracing::warn!(%problem, "serving with a schema that is not current");
             }
-            tracing::warn!(%problem, "serving with a schema that is not current");
         }
         let state = AppState {
             db: db.clone(),
@@ -68,11 +73,18 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let roles = config
+            .roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         Ok(Application {
             listener,
             router,
             db,
             shutdown_timeout: config.http.shutdown_timeout,
+            roles,
         })
     }
 
@@ -92,7 +104,7 @@ impl Application {
     /// the shutdown deadline, and closes the pool.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
-        tracing::info!(addr = %addr, engine = self.db.engine().as_str(), version = BUILD.version, commit = BUILD.commit, "listening");
+        tracing::info!(addr = %addr, engine = self.db.engine().as_str(), roles = %self.roles, version = BUILD.version, commit = BUILD.commit, "listening");
         let graceful = shutdown.clone();
         let service = self
             .router
@@ -132,7 +144,7 @@ fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-    let probe = dir.join(".write-test");
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
     std::fs::write(&probe, b"ok")
         .and_then(|()| std::fs::remove_file(&probe))
         .with_context(|| format!("the data directory {} is not writable", dir.display()))?;

@@ -9,25 +9,41 @@ use shopkeep_domain::Secret;
 
 /// Reads `dir/name` (hex), or creates it once with `len` random bytes and mode 0600.
 ///
-/// Two processes starting together agree on one key: creation is exclusive, the loser reads.
+/// Two processes starting together agree on one key: the new key is written and synced to a
+/// private temporary file first, then hard-linked into place, which fails if a key already exists;
+/// the loser reads the winner's complete file.
 pub fn load_or_generate(dir: &Path, name: &str, len: usize) -> anyhow::Result<Secret<Vec<u8>>> {
     let path = dir.join(name);
+    if path.exists() {
+        return read_key(&path, len);
+    }
     let mut bytes = vec![0u8; len];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    let tmp = dir.join(format!(".{name}.{}.{}", std::process::id(), hex(&nonce)));
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    match opts.open(&path) {
-        Ok(mut f) => {
+    let written = opts
+        .open(&tmp)
+        .and_then(|mut f| {
             f.write_all(hex(&bytes).as_bytes())
                 .and_then(|()| f.sync_all())
-                .with_context(|| format!("writing the new key file {}", path.display()))?;
-            tracing::info!(path = %path.display(), "generated a new key");
-            Ok(Secret::new(bytes))
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => read_key(&path, len),
+        })
+        .with_context(|| format!("writing a new key file in {}", dir.display()));
+    let linked = written.and_then(|()| match std::fs::hard_link(&tmp, &path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e).with_context(|| format!("creating the key file {}", path.display())),
+    });
+    let _ = std::fs::remove_file(&tmp);
+    if linked? {
+        tracing::info!(path = %path.display(), "generated a new key");
+        Ok(Secret::new(bytes))
+    } else {
+        read_key(&path, len)
     }
 }
 
@@ -93,6 +109,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("damaged"), "{err}");
+        // Racing starters all end with the same key.
+        std::fs::remove_file(dir.join("secret.key")).unwrap();
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        load_or_generate(&dir, "secret.key", 32)
+                            .unwrap()
+                            .expose()
+                            .clone()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.windows(2).all(|w| w[0] == w[1]));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

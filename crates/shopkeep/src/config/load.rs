@@ -226,6 +226,9 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
         |r| {
             let s = r.string()?;
             let s = s.trim();
+            if s.is_empty() {
+                return Some(None);
+            }
             (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
                 .then(|| Some(Secret::new(s.to_string())))
         },
@@ -307,7 +310,7 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
         "log.format",
         "json or pretty",
         &mut c.log.format,
-        |r| match r.string()?.trim() {
+        |r| match r.string()?.trim().to_ascii_lowercase().as_str() {
             "json" => Some(LogFormat::Json),
             "pretty" => Some(LogFormat::Pretty),
             _ => None,
@@ -360,6 +363,18 @@ mod tests {
     #[test]
     fn defaults_apply_when_nothing_is_set() {
         let c = load(&env(&[("PATH", "/bin")])).unwrap();
+        // What `shopkeep config` prints for the defaults loads back unchanged.
+        let dir =
+            std::env::temp_dir().join(format!("shopkeep-cfg-defaults-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("printed.toml"), c.to_redacted_toml()).unwrap();
+        let again = load(&Sources {
+            file: Some(dir.join("printed.toml")),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(again.to_redacted_toml(), c.to_redacted_toml());
+        std::fs::remove_dir_all(dir).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("./shopkeep-data"));
         assert!(c.database_url.is_none());
