@@ -8,6 +8,8 @@
 #   PG_ADMIN_URL=postgres://postgres@127.0.0.1:5432
 #                  PostgreSQL used for the PostgreSQL start-up scenario; a scratch database is
 #                  created there and dropped at exit. Set PG=0 to skip that scenario.
+#   BUILD=0        skip `cargo build --release -p shopkeep` and measure the binary already in
+#                  target/release (e.g. when others are editing the tree and a rebuild is unwanted)
 #
 # Everything talks to 127.0.0.1 only. Builds the release binary once (cargo is a no-op when it
 # is already up to date), starts and stops its own servers, and removes what it created.
@@ -18,6 +20,7 @@ DURATION=${DURATION:-30s}
 RUNS=${RUNS:-10}
 PORT=${PORT:-18181}
 PG=${PG:-1}
+BUILD=${BUILD:-1}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432}
 READY_TIMEOUT_US=30000000 # give up waiting for /readyz after 30 s
 
@@ -33,10 +36,15 @@ done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shopkeep-bench.XXXXXX")
 SERVER_PID=""
+WRK_PID=""
 PG_DB=""
 
 cleanup() {
     local rc=$?
+    if [[ -n $WRK_PID ]]; then
+        kill -TERM "$WRK_PID" 2>/dev/null || true
+        wait "$WRK_PID" 2>/dev/null || true
+    fi
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
@@ -158,6 +166,19 @@ fresh_dir() {
 existing_dir() { echo "$WORK/existing"; }
 pg_dir() { echo "$WORK/pg-data"; }
 
+# Busy CPU ticks of the whole machine (all processes), from the first line of /proc/stat.
+machine_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# CPU ticks of this shell's finished, waited-for children (wrk, once it has exited).
+children_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
+# How busy the machine is right now (all processes, 1 s sample): other work skews every number.
+machine_busy_now() {
+    local a b
+    a=$(machine_busy_ticks)
+    sleep 1
+    b=$(machine_busy_ticks)
+    awk -v d=$((b - a)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f of %d cores busy", d / hz, '"$(nproc)"' }'
+}
+
 proc_field() { awk -v k="$2:" '$1 == k { print $2, $3 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime + stime of the process
 
@@ -169,20 +190,25 @@ echo "  nproc:     $(nproc)"
 echo "  cpu:       $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 echo "  memory:    $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 echo "  kernel:    $(uname -sr)"
-echo "  load avg:  $(cut -d' ' -f1-3 /proc/loadavg) (before the run)"
+echo "  load avg:  $(cut -d' ' -f1-3 /proc/loadavg) (before the run); CPU now: $(machine_busy_now)"
 echo "  scratch:   $WORK ($(df -PT "$WORK" | awk 'NR == 2 { print $2 }'))"
 echo "  tools:     $(rustc --version 2>/dev/null || echo 'rustc ?'); $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2); $(curl --version | head -n1 | cut -d' ' -f1-2)"
 echo
 
 # --- build ------------------------------------------------------------------------------------------
-echo "== Build: cargo build --release -p shopkeep"
-cargo build --release -p shopkeep
+if [[ $BUILD == 1 ]]; then
+    echo "== Build: cargo build --release -p shopkeep"
+    cargo build --release -p shopkeep
+else
+    echo "== Build: skipped (BUILD=0); measuring the existing binary, built $(date -u -r "$BIN" '+%Y-%m-%d %H:%M:%S UTC')"
+fi
 echo "  binary: $BIN ($(du -h "$BIN" | cut -f1)); $("$BIN" --version)"
 echo
 
 # --- a. start to /readyz --------------------------------------------------------------------------
 echo "== Start to first /readyz 200 ($RUNS runs each; process fork to first 200, polled with no sleep)"
 echo "   Prober: one HTTP/1.1 GET over bash /dev/tcp per attempt (no process start per attempt)."
+echo "   Machine CPU just before: $(machine_busy_now)"
 "$BIN" --version >/dev/null # binary into the page cache before anything is timed
 
 startup_series "SQLite, fresh data directory (creates, migrates)" fresh_dir
@@ -211,6 +237,10 @@ if [[ $PG == 1 ]] && pg_isready -q -d "$PG_ADMIN_URL/postgres"; then
     wait_ready
     stop_server
     startup_series "PostgreSQL, existing (migrated) database" pg_dir "$pg_url"
+    # Diagnostic: the default sslmode (prefer) negotiates TLS when the server offers it.
+    ssl=$(psql -d "$pg_url" -Atc 'show ssl' 2>/dev/null || echo '?')
+    startup_series "PostgreSQL, existing database, ?sslmode=disable" pg_dir "$pg_url?sslmode=disable"
+    echo "    (server ssl=$ssl; the first PostgreSQL row uses the URL as given, sslmode=prefer by default)"
 else
     echo "  PostgreSQL: skipped (PG=$PG or $PG_ADMIN_URL is not accepting connections)"
 fi
@@ -229,15 +259,29 @@ echo
 # --- c. /healthz throughput ---------------------------------------------------------------------
 echo "== /healthz throughput: wrk -t2 -c64 -d$DURATION --latency (same server, SHOPKEEP_LOG__LEVEL=warn)"
 echo "   wrk and the server share the same $(nproc) CPUs."
+echo "   Machine CPU just before: $(machine_busy_now)"
 hz=$(getconf CLK_TCK)
-ticks_before=$(cpu_ticks "$SERVER_PID")
+server_before=$(cpu_ticks "$SERVER_PID")
+children_before=$(children_ticks)
+machine_before=$(machine_busy_ticks)
 wall_before=$(now_us)
-TIMEFORMAT='  wrk process: %R s wall, %U s user, %S s system'
-time wrk -t2 -c64 -d"$DURATION" --latency "http://127.0.0.1:$PORT/healthz"
-ticks_after=$(cpu_ticks "$SERVER_PID")
+# In the background and waited for, so that an interrupt stops it at once (cleanup kills it).
+wrk -t2 -c64 -d"$DURATION" --latency "http://127.0.0.1:$PORT/healthz" &
+WRK_PID=$!
+wait "$WRK_PID"
+WRK_PID=""
 wall_after=$(now_us)
-awk -v t=$((ticks_after - ticks_before)) -v hz="$hz" -v w=$((wall_after - wall_before)) \
-    'BEGIN { printf "  server process: %.1f s CPU over %.1f s wall (%.2f cores busy)\n", t / hz, w / 1e6, (t / hz) / (w / 1e6) }'
+machine_after=$(machine_busy_ticks)
+children_after=$(children_ticks)
+server_after=$(cpu_ticks "$SERVER_PID")
+awk -v s=$((server_after - server_before)) -v c=$((children_after - children_before)) \
+    -v m=$((machine_after - machine_before)) -v hz="$hz" -v w=$((wall_after - wall_before)) \
+    'BEGIN {
+        w /= 1e6
+        printf "  CPU during the run (cores busy on average over %.1f s):\n", w
+        printf "    server %.2f | wrk %.2f | everything else (other processes, softirq) %.2f | machine total %.2f of %d\n",
+            s / hz / w, c / hz / w, (m - s - c) / hz / w, m / hz / w, '"$(nproc)"'
+    }'
 echo "  server VmRSS after load: $(proc_field "$SERVER_PID" VmRSS); peak VmHWM: $(proc_field "$SERVER_PID" VmHWM)"
 stop_server
 echo

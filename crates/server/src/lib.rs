@@ -1,11 +1,15 @@
 //! shopkeep's HTTP surface: the axum application, its middleware and error model.
 
+pub mod api;
+pub mod auth;
+pub mod crypto;
 pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
 pub mod problem;
+pub mod ratelimit;
 
 use std::any::Any;
 use std::time::Duration;
@@ -37,12 +41,14 @@ pub struct BuildInfo {
 }
 
 /// Shared state handed to every handler. Cheap to clone; holds nothing another instance needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     /// The database pool.
     pub db: Db,
     /// Build facts.
     pub build: BuildInfo,
+    /// Authentication services.
+    pub auth: std::sync::Arc<auth::AuthService>,
 }
 
 /// HTTP limits applied to every route.
@@ -61,6 +67,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .merge(api::auth::router())
+        .merge(api::me::router())
+        .merge(api::shops::router())
+        .merge(api::api_keys::router())
+        .merge(api::audit::router())
 }
 
 /// The OpenAPI document alone, as served at `/api/openapi.json`.

@@ -10,7 +10,7 @@ use axum::response::Response;
 use http_body_util::BodyExt;
 use tracing::Instrument;
 
-use crate::problem::{self, PROBLEM_JSON, PendingProblem};
+use crate::problem::{self, PendingProblem};
 
 /// The header carrying the request id, in and out.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -105,7 +105,9 @@ async fn into_problem_if_error(mut res: Response, request_id: &str) -> Response 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if ctype.starts_with("text/html") || ctype.starts_with(PROBLEM_JSON) {
+    // Only bodies nobody shaped on purpose are rewritten: empty ones and framework text.
+    // A handler's own JSON (an RFC 6749 token error) or HTML page is left alone.
+    if !(ctype.is_empty() || ctype.starts_with("text/plain")) {
         return res;
     }
     let (parts, body) = res.into_parts();

@@ -70,6 +70,7 @@ pub struct ApiError {
     detail: String,
     errors: Vec<FieldError>,
     retry_after: Option<u64>,
+    www_authenticate: bool,
     cause: Option<anyhow::Error>,
 }
 
@@ -82,6 +83,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
+            www_authenticate: false,
             cause: None,
         }
     }
@@ -140,6 +142,17 @@ impl ApiError {
         self
     }
 
+    /// Adds `WWW-Authenticate: Bearer` (for 401s).
+    pub fn www_authenticate(mut self) -> Self {
+        self.www_authenticate = true;
+        self
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// Adds field errors to any problem.
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
         self.errors = errors;
@@ -189,6 +202,12 @@ impl IntoResponse for ApiError {
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
         let mut res = self.status.into_response();
+        if self.www_authenticate {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"shopkeep\""),
+            );
+        }
         if let Some(s) = self.retry_after {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));

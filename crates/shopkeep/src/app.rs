@@ -11,8 +11,18 @@ use shopkeep_store::Db;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use shopkeep_server::auth::keys::KeyRing;
+use shopkeep_server::auth::password::PasswordHasher;
+use shopkeep_server::auth::revocation::RevocationList;
+use shopkeep_server::auth::{AuthOptions, AuthService};
+use shopkeep_server::crypto::Sealer;
+use shopkeep_server::ratelimit::FailureLimiter;
+use shopkeep_store::accounts;
+
 use crate::config::Config;
-use crate::keys;
+use crate::{admin, keys};
 
 /// Version and commit of this build.
 pub const BUILD: BuildInfo = BuildInfo {
@@ -27,18 +37,14 @@ pub struct Application {
     db: Db,
     shutdown_timeout: Duration,
     roles: String,
+    background: CancellationToken,
 }
 
 impl Application {
     /// Prepares the data directory and keys, connects and migrates the database, binds the port.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         prepare_data_dir(&config)?;
-        let _secret_key: Secret<Vec<u8>> = match &config.secret_key {
-            Some(hex) => {
-                Secret::new(keys::unhex(hex.expose()).context("secret_key is not hexadecimal")?)
-            }
-            None => keys::load_or_generate(&config.data_dir, "secret.key", 32)?,
-        };
+        let secret_key = keys::secret_key(&config)?;
         let db = Db::connect(&config.db_options()).await?;
         if config.database.migrate_on_start {
             let before = db.migrate().await?;
@@ -60,9 +66,23 @@ impl Application {
                 tracing::warn!(%problem, "serving with a schema that is not current");
             }
         }
+        let background = CancellationToken::new();
+        let auth = Arc::new(auth_service(&config, &db, &secret_key, &background).await?);
+        accounts::ensure_default_shop(&db)
+            .await
+            .context("creating the default shop")?;
+        if let Some((username, password)) = &config.bootstrap_admin {
+            match admin::create_admin(&db, &auth.hasher, username, password.expose()).await? {
+                admin::Created::Created => tracing::info!(username, "bootstrap admin created"),
+                admin::Created::Exists => {
+                    tracing::info!(username, "bootstrap admin exists; left unchanged")
+                }
+            }
+        }
         let state = AppState {
             db: db.clone(),
             build: BUILD,
+            auth,
         };
         let http = HttpOptions {
             request_timeout: config.http.request_timeout,
@@ -85,6 +105,7 @@ impl Application {
             db,
             shutdown_timeout: config.http.shutdown_timeout,
             roles,
+            background,
         })
     }
 
@@ -129,6 +150,7 @@ impl Application {
                 }
             }
         }
+        self.background.cancel();
         if tokio::time::timeout(Duration::from_secs(5), self.db.close())
             .await
             .is_err()
@@ -138,6 +160,56 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Builds the authentication services and starts the revocation poller.
+pub async fn auth_service(
+    config: &Config,
+    db: &Db,
+    secret_key: &Secret<Vec<u8>>,
+    background: &CancellationToken,
+) -> anyhow::Result<AuthService> {
+    let a = &config.auth;
+    let keys =
+        Arc::new(KeyRing::load(db.clone(), Sealer::new(secret_key)?, a.access_token_ttl).await?);
+    tokio::spawn(
+        keys.clone()
+            .run(shopkeep_server::auth::KEY_RELOAD_EVERY, background.clone()),
+    );
+    let hasher = PasswordHasher::new(admin::hash_policy(config), a.hash_concurrency).await?;
+    let limiter = match &config.redis_url {
+        Some(url) => {
+            FailureLimiter::redis(
+                url.expose(),
+                "shopkeep:login:",
+                a.login_max_failures,
+                a.login_failure_window,
+            )
+            .await?
+        }
+        None => FailureLimiter::memory(a.login_max_failures, a.login_failure_window),
+    };
+    let revoked = Arc::new(RevocationList::default());
+    tokio::spawn(revoked.clone().run(db.clone(), background.clone()));
+    let trusted_proxies = a
+        .trusted_proxies
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    Ok(AuthService {
+        db: db.clone(),
+        opts: AuthOptions {
+            issuer: a.issuer.clone(),
+            audience: a.audience.clone(),
+            access_ttl: a.access_token_ttl,
+            refresh_ttl: a.refresh_token_ttl,
+            trusted_proxies,
+        },
+        keys,
+        hasher,
+        limiter,
+        revoked,
+    })
 }
 
 fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {

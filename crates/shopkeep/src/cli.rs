@@ -60,6 +60,36 @@ pub enum Command {
     },
     /// Print the effective configuration with secrets redacted.
     Config,
+    /// Manage accounts (the password is read from standard input).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage the token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `shopkeep user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a platform admin (owner of the default shop) unless the username exists.
+    CreateAdmin {
+        /// 4-20 ASCII letters and digits.
+        #[arg(long)]
+        username: String,
+    },
+    /// Set a new password and end the user's logins.
+    ResetPassword {
+        /// The user.
+        #[arg(long)]
+        username: String,
+    },
+}
+
+/// `shopkeep keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Start signing with a new key; old keys verify until their tokens expire.
+    Rotate,
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -100,6 +130,14 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             telemetry::init(config.log.format, &config.log.level);
             report(runtime().and_then(|rt| rt.block_on(serve(config))))
+        }
+        Command::User(cmd) => {
+            telemetry::init(config.log.format, "warn");
+            report(runtime().and_then(|rt| rt.block_on(user_command(config, cmd))))
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            telemetry::init(config.log.format, "warn");
+            report(runtime().and_then(|rt| rt.block_on(rotate_keys(config))))
         }
         Command::Migrate { check } => {
             telemetry::init(config.log.format, &config.log.level);
@@ -200,4 +238,70 @@ async fn migrate(config: Config, check: bool) -> anyhow::Result<ExitCode> {
     };
     db.close().await;
     Ok(code)
+}
+
+/// Reads one line (the password) from standard input.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        anyhow::bail!(
+            "no password on standard input (pipe it in, e.g. `echo \"$PW\" | shopkeep user ...`)"
+        );
+    }
+    Ok(pw)
+}
+
+/// Connects to a migrated database for an admin command.
+async fn admin_db(config: &Config) -> anyhow::Result<Db> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let db = Db::connect(&config.db_options()).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn user_command(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
+    let password = read_password()?;
+    let db = admin_db(&config).await?;
+    let hasher =
+        shopkeep_server::auth::password::PasswordHasher::new(crate::admin::hash_policy(&config), 1)
+            .await?;
+    match cmd {
+        UserCommand::CreateAdmin { username } => {
+            match crate::admin::create_admin(&db, &hasher, &username, &password).await? {
+                crate::admin::Created::Created => println!("created platform admin {username}"),
+                crate::admin::Created::Exists => println!("{username} exists; left unchanged"),
+            }
+        }
+        UserCommand::ResetPassword { username } => {
+            crate::admin::reset_password(&db, &hasher, &username, &password).await?;
+            println!("password of {username} reset; their sessions were ended");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn rotate_keys(config: Config) -> anyhow::Result<()> {
+    let db = admin_db(&config).await?;
+    let secret = crate::keys::secret_key(&config)?;
+    let sealer = shopkeep_server::crypto::Sealer::new(&secret)?;
+    let ring = shopkeep_server::auth::keys::KeyRing::load(
+        db.clone(),
+        sealer,
+        config.auth.access_token_ttl,
+    )
+    .await?;
+    let kid = ring.rotate().await?;
+    println!("new signing key {kid}; previous keys verify until their tokens expire");
+    db.close().await;
+    Ok(())
 }

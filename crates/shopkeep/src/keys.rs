@@ -68,6 +68,16 @@ fn read_key(path: &Path, len: usize) -> anyhow::Result<Secret<Vec<u8>>> {
     }
 }
 
+/// The instance secret key: `secret_key` from the configuration, or `data_dir/secret.key`.
+pub fn secret_key(config: &crate::Config) -> anyhow::Result<Secret<Vec<u8>>> {
+    match &config.secret_key {
+        Some(hex) => Ok(Secret::new(
+            unhex(hex.expose()).context("secret_key is not hexadecimal")?,
+        )),
+        None => load_or_generate(&config.data_dir, "secret.key", 32),
+    }
+}
+
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -1,5 +1,6 @@
 //! The shopkeep binary's library: configuration, role wiring, the application and the CLI.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -4,15 +4,21 @@
 //! [`on_pool!`], which compiles the same body once per engine. SQL that truly differs between the
 //! engines lives in [`dialect`] and nowhere else.
 
+pub mod accounts;
+pub mod api_keys;
+pub mod audit;
 pub mod db;
 pub mod dialect;
 pub mod error;
 pub mod migrate;
 pub mod schema;
+pub mod scope;
+pub mod tokens;
 
 pub use db::{Db, DbOptions, Engine, PoolStats, SqliteSync, redact_url};
 pub use error::StoreError;
 pub use migrate::MigrationStatus;
+pub use scope::ShopScope;
 
 /// Runs `$body` with `$pool` bound to the engine's concrete pool (`SqlitePool` or `PgPool`).
 ///

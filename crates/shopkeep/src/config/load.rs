@@ -9,7 +9,7 @@ use shopkeep_domain::Secret;
 use shopkeep_store::SqliteSync;
 
 use super::values::{Raw, distance};
-use super::{Config, LogFormat, Role};
+use super::{Config, LogFormat, PasswordHash, Role};
 
 /// Where configuration comes from.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +65,16 @@ const KNOWN: &[&str] = &[
     "http.compression",
     "log.format",
     "log.level",
+    "auth.password_hash",
+    "auth.bcrypt_cost",
+    "auth.hash_concurrency",
+    "auth.access_token_ttl",
+    "auth.refresh_token_ttl",
+    "auth.issuer",
+    "auth.audience",
+    "auth.login_max_failures",
+    "auth.login_failure_window",
+    "auth.trusted_proxies",
 ];
 
 /// Environment names that start with the prefix but are not configuration keys.
@@ -325,6 +335,102 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
             tracing_subscriber::EnvFilter::try_new(&s).ok().map(|_| s)
         },
     );
+
+    let a = &mut c.auth;
+    t.take(
+        "auth.password_hash",
+        "bcrypt or argon2id",
+        &mut a.password_hash,
+        |r| match r.string()?.trim().to_ascii_lowercase().as_str() {
+            "bcrypt" => Some(PasswordHash::Bcrypt),
+            "argon2id" => Some(PasswordHash::Argon2id),
+            _ => None,
+        },
+    );
+    t.take(
+        "auth.bcrypt_cost",
+        "a whole number from 4 to 31",
+        &mut a.bcrypt_cost,
+        |r| {
+            r.uint()
+                .filter(|n| (4..=31).contains(n))
+                .and_then(|n| u32::try_from(n).ok())
+        },
+    );
+    t.take(
+        "auth.hash_concurrency",
+        "a whole number from 1 to 256",
+        &mut a.hash_concurrency,
+        |r| {
+            r.uint()
+                .filter(|n| (1..=256).contains(n))
+                .and_then(|n| usize::try_from(n).ok())
+        },
+    );
+    for (key, slot) in [
+        ("auth.access_token_ttl", &mut a.access_token_ttl),
+        ("auth.refresh_token_ttl", &mut a.refresh_token_ttl),
+        ("auth.login_failure_window", &mut a.login_failure_window),
+    ] {
+        t.take(
+            key,
+            "a duration such as 15m, 1h or 30d (more than zero)",
+            slot,
+            |r| r.duration().filter(|d| !d.is_zero()),
+        );
+    }
+    for (key, slot) in [
+        ("auth.issuer", &mut a.issuer),
+        ("auth.audience", &mut a.audience),
+    ] {
+        t.take(key, "a non-empty string", slot, |r| {
+            r.string().filter(|s| !s.trim().is_empty())
+        });
+    }
+    t.take(
+        "auth.login_max_failures",
+        "a whole number from 1 to 1000",
+        &mut a.login_max_failures,
+        |r| {
+            r.uint()
+                .filter(|n| (1..=1000).contains(n))
+                .and_then(|n| u32::try_from(n).ok())
+        },
+    );
+    t.take(
+        "auth.trusted_proxies",
+        "a list of IP addresses or CIDR ranges",
+        &mut a.trusted_proxies,
+        |r| {
+            let list = r.list()?;
+            list.iter()
+                .all(|s| s.parse::<shopkeep_server::auth::IpRange>().is_ok())
+                .then_some(list)
+        },
+    );
+
+    let env_value = |name: &str| {
+        sources
+            .env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    match (env_value("ADMIN_USERNAME"), env_value("ADMIN_PASSWORD")) {
+        (Some(u), Some(p)) => {
+            if let Err(e) = shopkeep_domain::accounts::Username::parse("ADMIN_USERNAME", &u) {
+                t.errors.push(format!("ADMIN_USERNAME = {u:?} (from environment ADMIN_USERNAME): {}", e.message));
+            } else if let Err(e) = shopkeep_domain::accounts::NewPassword::parse("ADMIN_PASSWORD", &p, &[&u]) {
+                t.errors.push(format!("ADMIN_PASSWORD = [redacted] (from environment ADMIN_PASSWORD): {}", e.message));
+            } else {
+                c.bootstrap_admin = Some((u, Secret::new(p)));
+            }
+        }
+        (Some(_), None) | (None, Some(_)) => t.errors.push(
+            "ADMIN_USERNAME and ADMIN_PASSWORD (from environment): set both to create the first admin, or neither".into(),
+        ),
+        (None, None) => {}
+    }
 
     for (key, (raw, origin)) in std::mem::take(&mut t.values) {
         let hint = KNOWN

@@ -112,6 +112,44 @@ pub struct Config {
     pub secret_key: Option<Secret<String>>,
     /// Roles this process plays.
     pub roles: Vec<Role>,
+    /// Accounts and tokens.
+    pub auth: AuthConfig,
+    /// `ADMIN_USERNAME` / `ADMIN_PASSWORD`: a platform admin created at start when missing.
+    pub bootstrap_admin: Option<(String, Secret<String>)>,
+}
+
+/// Password hashing algorithm for new hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordHash {
+    /// bcrypt (default).
+    Bcrypt,
+    /// argon2id.
+    Argon2id,
+}
+
+/// Accounts and tokens.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Algorithm for new password hashes; logins re-hash when it changes.
+    pub password_hash: PasswordHash,
+    /// bcrypt work factor.
+    pub bcrypt_cost: u32,
+    /// Password hashes computed at once (each takes a core for ~0.3 s).
+    pub hash_concurrency: usize,
+    /// Access token lifetime.
+    pub access_token_ttl: Duration,
+    /// Refresh token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// `iss` claim.
+    pub issuer: String,
+    /// `aud` claim.
+    pub audience: String,
+    /// Failed sign-ins allowed per username and per IP inside the window.
+    pub login_max_failures: u32,
+    /// The failure window.
+    pub login_failure_window: Duration,
+    /// Proxies whose X-Forwarded-For is believed (IPs or CIDR ranges).
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Database settings.
@@ -181,6 +219,19 @@ impl Config {
             redis_url: None,
             secret_key: None,
             roles: Role::ALL.to_vec(),
+            auth: AuthConfig {
+                password_hash: PasswordHash::Bcrypt,
+                bcrypt_cost: 12,
+                hash_concurrency: std::thread::available_parallelism().map_or(2, usize::from),
+                access_token_ttl: Duration::from_secs(15 * 60),
+                refresh_token_ttl: Duration::from_secs(30 * 86_400),
+                issuer: "shopkeep".into(),
+                audience: "shopkeep".into(),
+                login_max_failures: 5,
+                login_failure_window: Duration::from_secs(60),
+                trusted_proxies: Vec::new(),
+            },
+            bootstrap_admin: None,
         }
     }
 
@@ -235,7 +286,10 @@ impl Config {
              [database]\nmax_connections = {maxc}\nacquire_timeout = \"{acq}\"\nstatement_timeout = \"{st}\"\n\
              busy_timeout = \"{busy}\"\nsqlite_synchronous = \"{sync}\"\nmigrate_on_start = {mig}\n\n\
              [http]\nrequest_timeout = \"{rt}\"\nbody_limit = {bl}\nshutdown_timeout = \"{sd}\"\ncompression = {comp}\n\n\
-             [log]\nformat = \"{format}\"\nlevel = {level:?}\n",
+             [log]\nformat = \"{format}\"\nlevel = {level:?}\n\n\
+             [auth]\npassword_hash = \"{ph}\"\nbcrypt_cost = {cost}\nhash_concurrency = {hc}\naccess_token_ttl = \"{att}\"\n\
+             refresh_token_ttl = \"{rtt}\"\nissuer = {iss:?}\naudience = {aud:?}\nlogin_max_failures = {lmf}\n\
+             login_failure_window = \"{lfw}\"\ntrusted_proxies = {tp:?}\n",
             data_dir = self.data_dir.display().to_string(),
             listen = self.listen,
             redis = url(&self.redis_url),
@@ -255,6 +309,19 @@ impl Config {
             sd = values::show_duration(h.shutdown_timeout),
             comp = h.compression,
             level = self.log.level,
+            ph = match self.auth.password_hash {
+                PasswordHash::Bcrypt => "bcrypt",
+                PasswordHash::Argon2id => "argon2id",
+            },
+            cost = self.auth.bcrypt_cost,
+            hc = self.auth.hash_concurrency,
+            att = values::show_duration(self.auth.access_token_ttl),
+            rtt = values::show_duration(self.auth.refresh_token_ttl),
+            iss = self.auth.issuer,
+            aud = self.auth.audience,
+            lmf = self.auth.login_max_failures,
+            lfw = values::show_duration(self.auth.login_failure_window),
+            tp = self.auth.trusted_proxies,
         )
     }
 }

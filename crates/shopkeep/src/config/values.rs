@@ -50,7 +50,23 @@ impl Raw {
         }
     }
 
-    /// A duration: `"250ms"`, `"30s"`, `"5m"`, `"2h"`, or a whole number of seconds.
+    /// A list of strings: a TOML array, or a comma-separated environment value.
+    pub fn list(&self) -> Option<Vec<String>> {
+        match self {
+            Raw::Toml(toml::Value::Array(a)) => {
+                a.iter().map(|v| v.as_str().map(str::to_string)).collect()
+            }
+            Raw::Toml(toml::Value::String(s)) | Raw::Env(s) => Some(
+                s.split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// A duration: `"250ms"`, `"30s"`, `"5m"`, `"2h"`, `"30d"`, or a whole number of seconds.
     pub fn duration(&self) -> Option<Duration> {
         match self {
             Raw::Toml(toml::Value::Integer(i)) => u64::try_from(*i).ok().map(Duration::from_secs),
@@ -78,6 +94,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(n)),
         "m" | "min" => n.checked_mul(60).map(Duration::from_secs),
         "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86_400).map(Duration::from_secs),
         _ => None,
     }
 }
@@ -106,6 +123,8 @@ pub fn show_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
+    } else if ms.is_multiple_of(86_400_000) && ms > 0 {
+        format!("{}d", ms / 86_400_000)
     } else if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
     } else if ms.is_multiple_of(60_000) && ms > 0 {

@@ -12,6 +12,9 @@ use shopkeep_store::Db;
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
+/// A password that passes the strength policy.
+pub const PASSWORD: &str = "plum-Orchard-47-lantern";
+
 /// The environment variable that enables the PostgreSQL half of the suite.
 pub const PG_ENV: &str = "TEST_POSTGRES_URL";
 
@@ -144,6 +147,9 @@ impl TestStorage {
         c.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         c.database_url = self.pg.as_ref().map(|p| p.url.clone().into());
         c.database.max_connections = 5;
+        // Fast hashes keep the suite quick; production uses cost 12.
+        c.auth.bcrypt_cost = 4;
+        c.auth.hash_concurrency = 2;
         c
     }
 
@@ -168,6 +174,17 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Stops the app and hands back its storage, to start another app on it.
+    pub fn into_storage(mut self) -> TestStorage {
+        self.shutdown.cancel();
+        let placeholder = TestStorage {
+            engine: self.storage.engine,
+            dir: tempfile::tempdir().unwrap(),
+            pg: None,
+        };
+        std::mem::replace(&mut self.storage, placeholder)
+    }
+
     /// The engine this app runs on.
     pub fn engine(&self) -> Engine {
         self.storage.engine
@@ -180,6 +197,73 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// GET with a bearer token.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A request builder with a bearer token.
+    pub fn as_user(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// Registers a customer; panics unless 201.
+    pub async fn register(&self, username: &str, password: &str) -> serde_json::Value {
+        let res = self
+            .client
+            .post(self.url("/api/v1/auth/register"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "register {username}");
+        res.json().await.unwrap()
+    }
+
+    /// The token endpoint with a form.
+    pub async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/auth/token"))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Password grant; panics unless 200; returns the token response.
+    pub async fn login(&self, username: &str, password: &str) -> serde_json::Value {
+        let res = self
+            .token(&[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ])
+            .await;
+        assert_eq!(res.status(), 200, "login {username}");
+        res.json().await.unwrap()
+    }
+
+    /// Registers and logs in; returns the access token.
+    pub async fn customer(&self, username: &str) -> String {
+        self.register(username, PASSWORD).await;
+        self.login(username, PASSWORD).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -194,6 +278,19 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
     let storage = TestStorage::new(engine).await;
     let config = storage.config();
     spawn_with(storage, config).await
+}
+
+/// Starts the app with a platform admin `root` (owner of the default shop); returns its token.
+pub async fn spawn_with_admin(engine: Engine) -> (TestApp, String) {
+    let storage = TestStorage::new(engine).await;
+    let mut config = storage.config();
+    config.bootstrap_admin = Some(("root".into(), PASSWORD.to_string().into()));
+    let app = spawn_with(storage, config).await;
+    let token = app.login("root", PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (app, token)
 }
 
 /// Starts the real application with a configuration the test adjusted.

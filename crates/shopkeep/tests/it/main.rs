@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod auth;
 mod binary;
 mod health;
 mod schema;

@@ -1,0 +1,172 @@
+//! Access tokens (EdDSA JWT with `kid`) and opaque refresh tokens.
+
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+use shopkeep_domain::accounts::Scope;
+use shopkeep_domain::{ShopId, Timestamp, UserId};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::AuthService;
+use crate::crypto;
+
+/// Access token claims.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// User id.
+    pub sub: Uuid,
+    /// Username as typed.
+    pub username: String,
+    /// Platform administrator.
+    pub is_admin: bool,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// The shop this token acts in.
+    pub shop: Uuid,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Not before (Unix seconds).
+    pub nbf: i64,
+    /// Expires (Unix seconds).
+    pub exp: i64,
+    /// Token id (deny-list key).
+    pub jti: Uuid,
+    /// The login (refresh family) this token belongs to; logout revokes it.
+    pub sid: Uuid,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Malformed, wrong signature, unknown key, wrong issuer or audience.
+    Invalid,
+    /// Past `exp`.
+    Expired,
+    /// Logged out.
+    Revoked,
+}
+
+/// A token pair as issued to a client.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The JWT.
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The opaque refresh token.
+    pub refresh_token: String,
+    /// Space-separated scopes granted.
+    pub scope: String,
+}
+
+/// Who a token is for.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// User.
+    pub user: UserId,
+    /// Username as typed.
+    pub username: String,
+    /// Platform admin.
+    pub is_admin: bool,
+    /// The shop.
+    pub shop: ShopId,
+    /// Scopes to grant.
+    pub scopes: Vec<Scope>,
+}
+
+/// Refresh tokens carry this prefix so leaked ones are recognisable.
+pub const REFRESH_PREFIX: &str = "skr_";
+
+impl AuthService {
+    /// Signs an access token for `subject` in login family `sid`.
+    pub fn access_token(&self, s: &Subject, sid: Uuid) -> anyhow::Result<(String, Claims)> {
+        let now = Timestamp::now().unix_seconds();
+        let ttl = i64::try_from(self.opts.access_ttl.as_secs()).unwrap_or(900);
+        let claims = Claims {
+            iss: self.opts.issuer.clone(),
+            aud: self.opts.audience.clone(),
+            sub: s.user.0,
+            username: s.username.clone(),
+            is_admin: s.is_admin,
+            scopes: s.scopes.iter().map(|x| x.as_str().to_string()).collect(),
+            shop: s.shop.0,
+            iat: now,
+            nbf: now,
+            exp: now + ttl,
+            jti: Uuid::now_v7(),
+            sid,
+        };
+        let (kid, key) = self.keys.signing_key();
+        let header = Header {
+            kid: Some(kid),
+            ..Header::new(Algorithm::EdDSA)
+        };
+        Ok((jsonwebtoken::encode(&header, &claims, &key)?, claims))
+    }
+
+    /// Issues an access token and a refresh token in family `family` (a new login when `None`).
+    pub async fn issue(
+        &self,
+        s: &Subject,
+        family: Option<Uuid>,
+        asked_scope: Option<&str>,
+    ) -> anyhow::Result<Issued> {
+        let family = family.unwrap_or_else(Uuid::now_v7);
+        let (access_token, _) = self.access_token(s, family)?;
+        let refresh_token = format!("{REFRESH_PREFIX}{}", crypto::random_token(32));
+        let expires = Timestamp::now().plus(self.opts.refresh_ttl);
+        shopkeep_store::tokens::insert_refresh(
+            &self.db,
+            &crypto::sha256(refresh_token.as_bytes()),
+            s.shop,
+            s.user,
+            family,
+            expires,
+            asked_scope,
+        )
+        .await?;
+        Ok(Issued {
+            access_token,
+            expires_in: self.opts.access_ttl.as_secs(),
+            refresh_token,
+            scope: s
+                .scopes
+                .iter()
+                .map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+    }
+
+    /// Verifies signature, issuer, audience, time window and the deny-list.
+    pub async fn verify_access(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let key = self
+            .keys
+            .verifying_key(&kid)
+            .await
+            .ok_or(TokenError::Invalid)?;
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.set_issuer(&[&self.opts.issuer]);
+        v.set_audience(&[&self.opts.audience]);
+        v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        v.validate_nbf = true;
+        v.leeway = 5;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        })?;
+        if self.revoked.is_revoked(&data.claims.jti) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(data.claims)
+    }
+}
