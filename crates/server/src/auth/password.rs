@@ -41,20 +41,37 @@ pub struct PasswordHasher {
     policy: HashPolicy,
     permits: Arc<Semaphore>,
     /// A hash of a random password, verified against when the username is unknown so that the
-    /// answer takes as long as for a known one.
-    dummy: Arc<String>,
+    /// answer takes as long as for a known one. Computed in the background at start so that
+    /// start-up does not wait a whole hash.
+    dummy: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl PasswordHasher {
     /// A hasher with a policy and a concurrency bound (usually the number of cores).
     pub async fn new(policy: HashPolicy, concurrency: usize) -> anyhow::Result<Self> {
-        let random = crate::crypto::random_token(24);
-        let dummy = tokio::task::spawn_blocking(move || hash_with(policy, &random)).await??;
-        Ok(Self {
+        let hasher = Self {
             policy,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            dummy: Arc::new(dummy),
-        })
+            dummy: Arc::new(tokio::sync::OnceCell::new()),
+        };
+        let warm = hasher.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warm.dummy_hash().await {
+                tracing::warn!(error = %e, "precomputing the dummy hash failed");
+            }
+        });
+        Ok(hasher)
+    }
+
+    async fn dummy_hash(&self) -> anyhow::Result<String> {
+        let policy = self.policy;
+        self.dummy
+            .get_or_try_init(|| async move {
+                let random = crate::crypto::random_token(24);
+                tokio::task::spawn_blocking(move || hash_with(policy, &random)).await?
+            })
+            .await
+            .cloned()
     }
 
     /// Hashes a new password under the current policy.
@@ -68,7 +85,10 @@ impl PasswordHasher {
     pub async fn verify(&self, password: &str, stored: Option<&str>) -> anyhow::Result<Verified> {
         let _permit = self.permits.acquire().await?;
         let known = stored.is_some();
-        let hash = stored.map_or_else(|| self.dummy.as_str().to_string(), str::to_string);
+        let hash = match stored {
+            Some(h) => h.to_string(),
+            None => self.dummy_hash().await?,
+        };
         let (policy, pw) = (self.policy, password.to_string());
         let (ok, needs_rehash) = tokio::task::spawn_blocking(move || {
             let ok = verify_with(&pw, &hash);

@@ -243,16 +243,23 @@ async fn a_newer_schema_refuses_to_start(engine: Engine) {
 /// A running `shopkeep serve` whose JSON log lines arrive on a channel.
 struct Server {
     child: Child,
-    lines: mpsc::Receiver<serde_json::Value>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
     addr: String,
 }
 
 impl Server {
     fn start(s: &TestStorage) -> Server {
+        Self::start_with(s, &[])
+    }
+
+    fn start_with(s: &TestStorage, env: &[(&str, &str)]) -> Server {
         let mut child = for_storage(s)
+            .envs(env.iter().copied())
             .args(["serve", "--log-format", "json"])
             .env("SHOPKEEP_LISTEN", "127.0.0.1:0")
             .env("SHOPKEEP_LOG__LEVEL", "debug,sqlx=warn")
+            .env("SHOPKEEP_AUTH__BCRYPT_COST", "4")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -261,9 +268,7 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| panic!("a log line is not JSON: {line}"));
-                if tx.send(v).is_err() {
+                if tx.send(line).is_err() {
                     break;
                 }
             }
@@ -271,6 +276,7 @@ impl Server {
         let mut server = Server {
             child,
             lines,
+            seen: Vec::new(),
             addr: String::new(),
         };
         let listening = server.wait_for(|l| l["message"] == "listening");
@@ -282,12 +288,26 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
-                Ok(l) if pred(&l) => return l,
-                Ok(_) => {}
+                Ok(line) => {
+                    let v: serde_json::Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|_| panic!("a log line is not JSON: {line}"));
+                    self.seen.push(line);
+                    if pred(&v) {
+                        return v;
+                    }
+                }
                 Err(_) => break,
             }
         }
         panic!("no such log line within 20 s");
+    }
+
+    /// Every line logged so far, after the process exited.
+    fn all_lines(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(line);
+        }
+        self.seen.clone()
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
@@ -341,4 +361,74 @@ async fn serve_logs_json_with_the_request_id_and_stops_cleanly_on_sigterm(engine
         std::net::TcpStream::connect(&server.addr).is_err(),
         "nothing listens after shutdown"
     );
+}
+
+both_engines!(passwords_tokens_and_keys_never_reach_the_log);
+
+async fn passwords_tokens_and_keys_never_reach_the_log(engine: Engine) {
+    let s = TestStorage::new(engine).await;
+    let mut server = Server::start_with(&s, &[("ADMIN_USERNAME", "root"), ("ADMIN_PASSWORD", crate::harness::PASSWORD)]);
+    let base = format!("http://{}", server.addr);
+    let c = reqwest::Client::new();
+    let password = "Zebra-quartz-9931-violin";
+    let res = c.post(format!("{base}/api/v1/auth/register")).json(&serde_json::json!({"username": "logme1", "password": password})).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let bad = c.post(format!("{base}/api/v1/auth/token")).form(&[("grant_type", "password"), ("username", "logme1"), ("password", "Wrong-guess-1234-x")]).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let t: serde_json::Value = c.post(format!("{base}/api/v1/auth/token")).form(&[("grant_type", "password"), ("username", "logme1"), ("password", password)]).send().await.unwrap().json().await.unwrap();
+    let refresh = t["refresh_token"].as_str().unwrap().to_string();
+    let t2: serde_json::Value = c.post(format!("{base}/api/v1/auth/token")).form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())]).send().await.unwrap().json().await.unwrap();
+    let access = t2["access_token"].as_str().unwrap().to_string();
+    let admin: serde_json::Value = c.post(format!("{base}/api/v1/auth/token")).form(&[("grant_type", "password"), ("username", "root"), ("password", crate::harness::PASSWORD)]).send().await.unwrap().json().await.unwrap();
+    let admin_token = admin["access_token"].as_str().unwrap();
+    let key: serde_json::Value = c.post(format!("{base}/api/v1/api-keys")).bearer_auth(admin_token).json(&serde_json::json!({"name": "k", "scopes": ["orders:read"]})).send().await.unwrap().json().await.unwrap();
+    let api_key = key["secret"].as_str().unwrap().to_string();
+    assert_eq!(c.get(format!("{base}/api/v1/shop")).bearer_auth(&api_key).send().await.unwrap().status(), 200);
+    assert_eq!(c.post(format!("{base}/api/v1/auth/logout")).bearer_auth(&access).send().await.unwrap().status(), 204);
+    assert!(server.terminate().success());
+    let lines = server.all_lines();
+    assert!(lines.len() > 10, "debug logging was on: {}", lines.len());
+    let log = lines.join("\n");
+    for secret in [password, "Wrong-guess-1234-x", crate::harness::PASSWORD, &refresh, &access, admin_token, &api_key, t2["refresh_token"].as_str().unwrap()] {
+        assert!(!log.contains(secret), "a secret reached the log: {}", &secret[..8]);
+    }
+    let hash_prefix = ["$2b$", "$argon2"];
+    assert!(!hash_prefix.iter().any(|h| log.contains(h)), "no password hashes in the log");
+}
+
+#[test]
+fn admins_are_created_and_passwords_reset_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = shopkeep(dir.path())
+            .env("SHOPKEEP_AUTH__BCRYPT_COST", "4")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), text(&out))
+    };
+    let (code, (stdout, stderr)) = run(&["user", "create-admin", "--username", "boss1"], "Granite-owl-5521-river\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("created platform admin boss1"), "{stdout}");
+    let (code, (stdout, _)) = run(&["user", "create-admin", "--username", "BOSS1"], "Other-pass-4417-cedar\n");
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("exists; left unchanged"), "{stdout}");
+    let (code, (_, stderr)) = run(&["user", "create-admin", "--username", "weak1"], "password\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("too easy to guess"), "{stderr}");
+    let (code, (stdout, stderr)) = run(&["user", "reset-password", "--username", "boss1"], "Fresh-lemon-8830-kite\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("password of boss1 reset"), "{stdout}");
+    let (code, (_, stderr)) = run(&["user", "reset-password", "--username", "nobody1"], "Fresh-lemon-8830-kite\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no user named nobody1"), "{stderr}");
+    let (code, (stdout, _)) = run(&["keys", "rotate"], "");
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("new signing key"), "{stdout}");
 }

@@ -6,3 +6,4 @@ mod auth;
 mod binary;
 mod health;
 mod schema;
+mod tenancy;
