@@ -181,7 +181,7 @@ pub async fn auth_service(
         Some(url) => {
             FailureLimiter::redis(
                 url.expose(),
-                "shopkeep:login:",
+                &format!("{}login:", config.redis_prefix),
                 a.login_max_failures,
                 a.login_failure_window,
             )

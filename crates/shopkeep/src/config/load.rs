@@ -51,6 +51,7 @@ const KNOWN: &[&str] = &[
     "listen",
     "database_url",
     "redis_url",
+    "redis_prefix",
     "secret_key",
     "roles",
     "database.max_connections",
@@ -336,6 +337,15 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
         },
     );
 
+    t.take(
+        "redis_prefix",
+        "1-64 characters without spaces",
+        &mut c.redis_prefix,
+        |r| {
+            r.string()
+                .filter(|s| (1..=64).contains(&s.len()) && !s.contains(char::is_whitespace))
+        },
+    );
     let a = &mut c.auth;
     t.take(
         "auth.password_hash",

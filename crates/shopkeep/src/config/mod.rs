@@ -108,6 +108,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Valkey/Redis URL for shared sessions, rate limits and fan-out; in-process when absent.
     pub redis_url: Option<Secret<String>>,
+    /// Prefix of every Redis key shopkeep writes, so deployments can share one Redis.
+    pub redis_prefix: String,
     /// A 32-byte secret key (hex); generated into `data_dir/secret.key` when absent.
     pub secret_key: Option<Secret<String>>,
     /// Roles this process plays.
@@ -217,6 +219,7 @@ impl Config {
                 level: "info".into(),
             },
             redis_url: None,
+            redis_prefix: "shopkeep:".into(),
             secret_key: None,
             roles: Role::ALL.to_vec(),
             auth: AuthConfig {
@@ -281,7 +284,7 @@ impl Config {
             LogFormat::Pretty => "pretty",
         };
         format!(
-            "data_dir = {data_dir:?}\nlisten = \"{listen}\"\ndatabase_url = {db_url}\nredis_url = {redis}\n\
+            "data_dir = {data_dir:?}\nlisten = \"{listen}\"\ndatabase_url = {db_url}\nredis_url = {redis}\nredis_prefix = {rp:?}\n\
              secret_key = {secret}\nroles = \"{roles}\"\n\n\
              [database]\nmax_connections = {maxc}\nacquire_timeout = \"{acq}\"\nstatement_timeout = \"{st}\"\n\
              busy_timeout = \"{busy}\"\nsqlite_synchronous = \"{sync}\"\nmigrate_on_start = {mig}\n\n\
@@ -293,6 +296,7 @@ impl Config {
             data_dir = self.data_dir.display().to_string(),
             listen = self.listen,
             redis = url(&self.redis_url),
+            rp = self.redis_prefix,
             roles = self
                 .roles
                 .iter()

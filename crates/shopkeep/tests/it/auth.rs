@@ -507,12 +507,21 @@ async fn api_keys_are_shown_once_scoped_and_revocable(engine: Engine) {
         problem(app.get_as(&secret, "/api/v1/audit").await, 403).await["code"],
         "missing_scope"
     );
-    let list: Value = app
-        .get_as(&admin, "/api/v1/api-keys")
-        .await
-        .json()
-        .await
-        .unwrap();
+    // Use is recorded (asynchronously, off the request path).
+    let started = Instant::now();
+    let list = loop {
+        let list: Value = app
+            .get_as(&admin, "/api/v1/api-keys")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if list[0]["last_used_at"].is_string() || started.elapsed() > Duration::from_secs(3) {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(list[0]["last_used_at"].is_string(), "{list}");
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert!(
         !list.to_string().contains(&secret),
@@ -860,4 +869,108 @@ async fn rotated_signing_keys_keep_verifying_old_tokens(engine: Engine) {
         new_kid.as_str(),
         "new tokens are signed with the new key"
     );
+}
+
+both_engines!(
+    an_expired_or_foreign_signed_token_is_refused_by_name,
+    failed_logins_are_shared_by_instances_through_redis,
+);
+
+async fn an_expired_or_foreign_signed_token_is_refused_by_name(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let token = app.customer("ruth1717").await;
+    let (header, mut claims) = jwt_parts(&token);
+    let config = app.storage.config();
+    let ring = shopkeep_server::auth::keys::KeyRing::load(
+        app.db.clone(),
+        shopkeep_server::crypto::Sealer::new(&shopkeep::keys::secret_key(&config).unwrap())
+            .unwrap(),
+        config.auth.access_token_ttl,
+    )
+    .await
+    .unwrap();
+    let (kid, key) = ring.signing_key();
+    assert_eq!(header["kid"], kid.as_str());
+    let sign = |claims: &Value| {
+        let h = jsonwebtoken::Header {
+            kid: Some(kid.clone()),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA)
+        };
+        jsonwebtoken::encode(&h, claims, &key).unwrap()
+    };
+    let now = claims["iat"].as_i64().unwrap();
+    claims["iat"] = json!(now - 3600);
+    claims["nbf"] = json!(now - 3600);
+    claims["exp"] = json!(now - 60);
+    assert_eq!(
+        problem(app.get_as(&sign(&claims), "/api/v1/me").await, 401).await["code"],
+        "token_expired"
+    );
+    claims["exp"] = json!(now + 600);
+    claims["aud"] = json!("someone-else");
+    assert_eq!(
+        problem(app.get_as(&sign(&claims), "/api/v1/me").await, 401).await["code"],
+        "invalid_token"
+    );
+    // An HS256 token (alg confusion) is refused.
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header {
+            kid: Some(kid.clone()),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+        },
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"guess"),
+    )
+    .unwrap();
+    assert_eq!(
+        problem(app.get_as(&hs, "/api/v1/me").await, 401).await["code"],
+        "invalid_token"
+    );
+}
+
+async fn failed_logins_are_shared_by_instances_through_redis(engine: Engine) {
+    let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let storage = crate::harness::TestStorage::new(engine).await;
+    let mut config = storage.config();
+    config.redis_url = Some(redis.into());
+    // The Redis server is shared with other tests: keep this test's counters apart.
+    config.redis_prefix = format!("shopkeep-test-{}:", uuid::Uuid::now_v7().simple());
+    let b_config = config.clone();
+    let a = spawn_with(storage, config).await;
+    // Usernames are unique per test database but Redis is shared: use a fresh name.
+    let name = format!("r{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    a.register(&name, PASSWORD).await;
+    let b_app = shopkeep::Application::build(b_config).await.unwrap();
+    let b_addr = b_app.local_addr();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(b_app.run_until_stopped(stop.clone()));
+    let wrong = [
+        ("grant_type", "password"),
+        ("username", name.as_str()),
+        ("password", "wrong-wrong-wrong"),
+    ];
+    for _ in 0..3 {
+        assert_eq!(a.token(&wrong).await.status(), 400);
+    }
+    for _ in 0..2 {
+        let r = a
+            .client
+            .post(format!("http://{b_addr}/api/v1/auth/token"))
+            .form(&wrong)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    let right = [
+        ("grant_type", "password"),
+        ("username", name.as_str()),
+        ("password", PASSWORD),
+    ];
+    assert_eq!(
+        a.token(&right).await.status(),
+        429,
+        "five failures across two instances block the sixth"
+    );
+    stop.cancel();
 }

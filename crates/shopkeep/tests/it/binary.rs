@@ -367,33 +367,129 @@ both_engines!(passwords_tokens_and_keys_never_reach_the_log);
 
 async fn passwords_tokens_and_keys_never_reach_the_log(engine: Engine) {
     let s = TestStorage::new(engine).await;
-    let mut server = Server::start_with(&s, &[("ADMIN_USERNAME", "root"), ("ADMIN_PASSWORD", crate::harness::PASSWORD)]);
+    let mut server = Server::start_with(
+        &s,
+        &[
+            ("ADMIN_USERNAME", "root"),
+            ("ADMIN_PASSWORD", crate::harness::PASSWORD),
+        ],
+    );
     let base = format!("http://{}", server.addr);
     let c = reqwest::Client::new();
     let password = "Zebra-quartz-9931-violin";
-    let res = c.post(format!("{base}/api/v1/auth/register")).json(&serde_json::json!({"username": "logme1", "password": password})).send().await.unwrap();
+    let res = c
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&serde_json::json!({"username": "logme1", "password": password}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
-    let bad = c.post(format!("{base}/api/v1/auth/token")).form(&[("grant_type", "password"), ("username", "logme1"), ("password", "Wrong-guess-1234-x")]).send().await.unwrap();
+    let bad = c
+        .post(format!("{base}/api/v1/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "logme1"),
+            ("password", "Wrong-guess-1234-x"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
-    let t: serde_json::Value = c.post(format!("{base}/api/v1/auth/token")).form(&[("grant_type", "password"), ("username", "logme1"), ("password", password)]).send().await.unwrap().json().await.unwrap();
+    let t: serde_json::Value = c
+        .post(format!("{base}/api/v1/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "logme1"),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let refresh = t["refresh_token"].as_str().unwrap().to_string();
-    let t2: serde_json::Value = c.post(format!("{base}/api/v1/auth/token")).form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())]).send().await.unwrap().json().await.unwrap();
+    let t2: serde_json::Value = c
+        .post(format!("{base}/api/v1/auth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let access = t2["access_token"].as_str().unwrap().to_string();
-    let admin: serde_json::Value = c.post(format!("{base}/api/v1/auth/token")).form(&[("grant_type", "password"), ("username", "root"), ("password", crate::harness::PASSWORD)]).send().await.unwrap().json().await.unwrap();
+    let admin: serde_json::Value = c
+        .post(format!("{base}/api/v1/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "root"),
+            ("password", crate::harness::PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let admin_token = admin["access_token"].as_str().unwrap();
-    let key: serde_json::Value = c.post(format!("{base}/api/v1/api-keys")).bearer_auth(admin_token).json(&serde_json::json!({"name": "k", "scopes": ["orders:read"]})).send().await.unwrap().json().await.unwrap();
+    let key: serde_json::Value = c
+        .post(format!("{base}/api/v1/api-keys"))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({"name": "k", "scopes": ["orders:read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let api_key = key["secret"].as_str().unwrap().to_string();
-    assert_eq!(c.get(format!("{base}/api/v1/shop")).bearer_auth(&api_key).send().await.unwrap().status(), 200);
-    assert_eq!(c.post(format!("{base}/api/v1/auth/logout")).bearer_auth(&access).send().await.unwrap().status(), 204);
+    assert_eq!(
+        c.get(format!("{base}/api/v1/shop"))
+            .bearer_auth(&api_key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.post(format!("{base}/api/v1/auth/logout"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     assert!(server.terminate().success());
     let lines = server.all_lines();
     assert!(lines.len() > 10, "debug logging was on: {}", lines.len());
     let log = lines.join("\n");
-    for secret in [password, "Wrong-guess-1234-x", crate::harness::PASSWORD, &refresh, &access, admin_token, &api_key, t2["refresh_token"].as_str().unwrap()] {
-        assert!(!log.contains(secret), "a secret reached the log: {}", &secret[..8]);
+    for secret in [
+        password,
+        "Wrong-guess-1234-x",
+        crate::harness::PASSWORD,
+        &refresh,
+        &access,
+        admin_token,
+        &api_key,
+        t2["refresh_token"].as_str().unwrap(),
+    ] {
+        assert!(
+            !log.contains(secret),
+            "a secret reached the log: {}",
+            &secret[..8]
+        );
     }
     let hash_prefix = ["$2b$", "$argon2"];
-    assert!(!hash_prefix.iter().any(|h| log.contains(h)), "no password hashes in the log");
+    assert!(
+        !hash_prefix.iter().any(|h| log.contains(h)),
+        "no password hashes in the log"
+    );
 }
 
 #[test]
@@ -409,23 +505,43 @@ fn admins_are_created_and_passwords_reset_from_the_command_line() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         (out.status.code(), text(&out))
     };
-    let (code, (stdout, stderr)) = run(&["user", "create-admin", "--username", "boss1"], "Granite-owl-5521-river\n");
+    let (code, (stdout, stderr)) = run(
+        &["user", "create-admin", "--username", "boss1"],
+        "Granite-owl-5521-river\n",
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("created platform admin boss1"), "{stdout}");
-    let (code, (stdout, _)) = run(&["user", "create-admin", "--username", "BOSS1"], "Other-pass-4417-cedar\n");
+    let (code, (stdout, _)) = run(
+        &["user", "create-admin", "--username", "BOSS1"],
+        "Other-pass-4417-cedar\n",
+    );
     assert_eq!(code, Some(0));
     assert!(stdout.contains("exists; left unchanged"), "{stdout}");
-    let (code, (_, stderr)) = run(&["user", "create-admin", "--username", "weak1"], "password\n");
+    let (code, (_, stderr)) = run(
+        &["user", "create-admin", "--username", "weak1"],
+        "password\n",
+    );
     assert_eq!(code, Some(1));
     assert!(stderr.contains("too easy to guess"), "{stderr}");
-    let (code, (stdout, stderr)) = run(&["user", "reset-password", "--username", "boss1"], "Fresh-lemon-8830-kite\n");
+    let (code, (stdout, stderr)) = run(
+        &["user", "reset-password", "--username", "boss1"],
+        "Fresh-lemon-8830-kite\n",
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("password of boss1 reset"), "{stdout}");
-    let (code, (_, stderr)) = run(&["user", "reset-password", "--username", "nobody1"], "Fresh-lemon-8830-kite\n");
+    let (code, (_, stderr)) = run(
+        &["user", "reset-password", "--username", "nobody1"],
+        "Fresh-lemon-8830-kite\n",
+    );
     assert_eq!(code, Some(1));
     assert!(stderr.contains("no user named nobody1"), "{stderr}");
     let (code, (stdout, _)) = run(&["keys", "rotate"], "");

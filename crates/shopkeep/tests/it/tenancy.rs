@@ -16,8 +16,14 @@ struct World {
 }
 
 fn worlds() -> impl Strategy<Value = World> {
-    let role = prop_oneof![Just("customer"), Just("staff"), Just("admin"), Just("owner")];
-    proptest::collection::vec(proptest::collection::vec(role, 1..=3), 2..=3).prop_map(|shops| World { shops })
+    let role = prop_oneof![
+        Just("customer"),
+        Just("staff"),
+        Just("admin"),
+        Just("owner")
+    ];
+    proptest::collection::vec(proptest::collection::vec(role, 1..=3), 2..=3)
+        .prop_map(|shops| World { shops })
 }
 
 struct Member {
@@ -52,7 +58,11 @@ async fn build(app: &TestApp, root: &str, world: &World, case: usize) -> (Vec<Va
             let name = format!("u{case}s{si}n{ui}");
             app.register(&name, PASSWORD).await;
             let res = app
-                .as_user(Method::PUT, &root_here, &format!("/api/v1/shop/members/{name}"))
+                .as_user(
+                    Method::PUT,
+                    &root_here,
+                    &format!("/api/v1/shop/members/{name}"),
+                )
                 .json(&json!({ "role": role }))
                 .send()
                 .await
@@ -60,11 +70,20 @@ async fn build(app: &TestApp, root: &str, world: &World, case: usize) -> (Vec<Va
             assert_eq!(res.status(), 200);
             let shop_id = shop["id"].as_str().unwrap();
             let tok = app
-                .token(&[("grant_type", "password"), ("username", &name), ("password", PASSWORD), ("shop", shop_id)])
+                .token(&[
+                    ("grant_type", "password"),
+                    ("username", &name),
+                    ("password", PASSWORD),
+                    ("shop", shop_id),
+                ])
                 .await;
             assert_eq!(tok.status(), 200);
             let tok: Value = tok.json().await.unwrap();
-            members.push(Member { shop_index: si, role, token: tok["access_token"].as_str().unwrap().to_string() });
+            members.push(Member {
+                shop_index: si,
+                role,
+                token: tok["access_token"].as_str().unwrap().to_string(),
+            });
         }
         // Each shop gets an API key, created by its root owner.
         let key: Value = app
@@ -76,29 +95,60 @@ async fn build(app: &TestApp, root: &str, world: &World, case: usize) -> (Vec<Va
             .json()
             .await
             .unwrap();
-        shops.push(json!({ "shop": shop, "key_id": key["id"], "member_prefix": format!("u{case}s{si}n") }));
+        shops.push(
+            json!({ "shop": shop, "key_id": key["id"], "member_prefix": format!("u{case}s{si}n") }),
+        );
     }
     (shops, members)
 }
 
 async fn probe_other_shop(app: &TestApp, m: &Member, shops: &[Value]) {
     let mine = &shops[m.shop_index];
-    let here: Value = app.get_as(&m.token, "/api/v1/shop").await.json().await.unwrap();
-    assert_eq!(here["id"], mine["shop"]["id"], "a member sees their own shop");
+    let here: Value = app
+        .get_as(&m.token, "/api/v1/shop")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        here["id"], mine["shop"]["id"],
+        "a member sees their own shop"
+    );
     let is_admin = matches!(m.role, "admin" | "owner");
     if is_admin {
-        let members: Value = app.get_as(&m.token, "/api/v1/shop/members").await.json().await.unwrap();
+        let members: Value = app
+            .get_as(&m.token, "/api/v1/shop/members")
+            .await
+            .json()
+            .await
+            .unwrap();
         let prefix = mine["member_prefix"].as_str().unwrap();
         for member in members.as_array().unwrap() {
             let name = member["username"].as_str().unwrap();
-            assert!(name == "root" || name.starts_with(prefix), "{name} leaked into {prefix}");
+            assert!(
+                name == "root" || name.starts_with(prefix),
+                "{name} leaked into {prefix}"
+            );
         }
-        let keys: Value = app.get_as(&m.token, "/api/v1/api-keys").await.json().await.unwrap();
+        let keys: Value = app
+            .get_as(&m.token, "/api/v1/api-keys")
+            .await
+            .json()
+            .await
+            .unwrap();
         let ids: Vec<&Value> = keys.as_array().unwrap().iter().map(|k| &k["id"]).collect();
         assert_eq!(ids, vec![&mine["key_id"]]);
-        let audit: Value = app.get_as(&m.token, "/api/v1/audit?limit=100").await.json().await.unwrap();
+        let audit: Value = app
+            .get_as(&m.token, "/api/v1/audit?limit=100")
+            .await
+            .json()
+            .await
+            .unwrap();
         for item in audit["items"].as_array().unwrap() {
-            if let Some(t) = item["target"].as_str().filter(|t| t.starts_with('u') && t.contains('s')) {
+            if let Some(t) = item["target"]
+                .as_str()
+                .filter(|t| t.starts_with('u') && t.contains('s'))
+            {
                 assert!(t.starts_with(prefix), "audit of another shop leaked: {t}");
             }
         }
@@ -115,11 +165,35 @@ async fn probe_other_shop(app: &TestApp, m: &Member, shops: &[Value]) {
             .unwrap();
         assert_eq!(res.status(), 404, "switching into another shop");
         let key_id = other["key_id"].as_str().unwrap();
-        let res = app.as_user(Method::DELETE, &m.token, &format!("/api/v1/api-keys/{key_id}")).send().await.unwrap();
-        assert!(matches!(res.status().as_u16(), 403 | 404), "revoking another shop's key: {}", res.status());
+        let res = app
+            .as_user(
+                Method::DELETE,
+                &m.token,
+                &format!("/api/v1/api-keys/{key_id}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(res.status().as_u16(), 403 | 404),
+            "revoking another shop's key: {}",
+            res.status()
+        );
         let name = format!("{}0", other["member_prefix"].as_str().unwrap());
-        let res = app.as_user(Method::DELETE, &m.token, &format!("/api/v1/shop/members/{name}")).send().await.unwrap();
-        assert!(matches!(res.status().as_u16(), 403 | 404), "removing another shop's member: {}", res.status());
+        let res = app
+            .as_user(
+                Method::DELETE,
+                &m.token,
+                &format!("/api/v1/shop/members/{name}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(res.status().as_u16(), 403 | 404),
+            "removing another shop's member: {}",
+            res.status()
+        );
     }
 }
 
@@ -127,7 +201,10 @@ both_engines!(no_endpoint_returns_or_changes_another_shops_data);
 
 async fn no_endpoint_returns_or_changes_another_shops_data(engine: Engine) {
     let (app, root) = spawn_with_admin(engine).await;
-    let mut runner = TestRunner::new(PropConfig { cases: 3, ..PropConfig::default() });
+    let mut runner = TestRunner::new(PropConfig {
+        cases: 3,
+        ..PropConfig::default()
+    });
     let mut worlds_seen = Vec::new();
     for _ in 0..3 {
         let tree = worlds().new_tree(&mut runner).unwrap();
@@ -143,7 +220,8 @@ async fn no_endpoint_returns_or_changes_another_shops_data(engine: Engine) {
             let key_id = s["key_id"].as_str().unwrap();
             let n: i64 = shopkeep_store::on_pool!(&app.db, pool => sqlx::query_scalar(
                 "SELECT count(*) FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
-                .bind(uuid::Uuid::parse_str(key_id).unwrap()).fetch_one(pool).await).unwrap();
+                .bind(uuid::Uuid::parse_str(key_id).unwrap()).fetch_one(pool).await)
+            .unwrap();
             assert_eq!(n, 1, "{world:?}");
         }
     }
