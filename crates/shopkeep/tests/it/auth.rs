@@ -828,15 +828,7 @@ async fn the_audit_log_pages_with_cursors_and_refuses_forged_ones(engine: Engine
 async fn rotated_signing_keys_keep_verifying_old_tokens(engine: Engine) {
     let app = spawn_app(engine).await;
     let old = app.customer("quin1616").await;
-    let config = app.storage.config();
-    let secret = shopkeep::keys::secret_key(&config).unwrap();
-    let ring = shopkeep_server::auth::keys::KeyRing::load(
-        app.db.clone(),
-        shopkeep_server::crypto::Sealer::new(&secret).unwrap(),
-        config.auth.access_token_ttl,
-    )
-    .await
-    .unwrap();
+    let ring = app.key_ring().await;
     let new_kid = ring.rotate().await.unwrap();
     // This instance picks up the new key when it next needs it; old tokens still verify.
     assert_eq!(app.get_as(&old, "/api/v1/me").await.status(), 200);
@@ -880,15 +872,7 @@ async fn an_expired_or_foreign_signed_token_is_refused_by_name(engine: Engine) {
     let app = spawn_app(engine).await;
     let token = app.customer("ruth1717").await;
     let (header, mut claims) = jwt_parts(&token);
-    let config = app.storage.config();
-    let ring = shopkeep_server::auth::keys::KeyRing::load(
-        app.db.clone(),
-        shopkeep_server::crypto::Sealer::new(&shopkeep::keys::secret_key(&config).unwrap())
-            .unwrap(),
-        config.auth.access_token_ttl,
-    )
-    .await
-    .unwrap();
+    let ring = app.key_ring().await;
     let (kid, key) = ring.signing_key();
     assert_eq!(header["kid"], kid.as_str());
     let sign = |claims: &Value| {

@@ -185,6 +185,20 @@ impl TestApp {
         std::mem::replace(&mut self.storage, placeholder)
     }
 
+    /// The app's token key ring, opened with its secret key (as `shopkeep keys rotate` does).
+    pub async fn key_ring(&self) -> shopkeep_server::auth::keys::KeyRing {
+        let config = self.storage.config();
+        let secret = shopkeep::keys::secret_key(&config).unwrap();
+        let sealer = shopkeep_server::crypto::Sealer::new(&secret).unwrap();
+        shopkeep_server::auth::keys::KeyRing::load(
+            self.db.clone(),
+            sealer,
+            config.auth.access_token_ttl,
+        )
+        .await
+        .unwrap()
+    }
+
     /// The engine this app runs on.
     pub fn engine(&self) -> Engine {
         self.storage.engine
