@@ -233,15 +233,48 @@ login_script() {
     } >"$1"
 }
 
+# CPU ticks of every thread of process $1: "tid name ticks" lines.
+thread_ticks() {
+    awk '{ c = $2; gsub(/[()]/, "", c); print $1, c, $14 + $15 }' "/proc/$1/task/"*/stat 2>/dev/null || true
+}
+# CPU ticks of the whole PostgreSQL server when it runs on this machine: the postmaster, its live
+# children (backends, background workers) and, through the postmaster's cutime/cstime, children
+# that exited and were reaped (the pool closes a connection whose query was cancelled, which wrk
+# causes when it stops mid-request). PG_POSTMASTER is empty (0 ticks) for SQLite, whose engine runs
+# inside the server process. Other clients of the same PostgreSQL server are counted too.
+PG_POSTMASTER=""
+db_ticks() {
+    if [[ -z $PG_POSTMASTER ]]; then
+        echo 0
+        return
+    fi
+    local c
+    {
+        cat "/proc/$PG_POSTMASTER/stat"
+        for c in $(pgrep -P "$PG_POSTMASTER"); do cat "/proc/$c/stat" 2>/dev/null || true; done
+    } | awk 'NR == 1 { s = $14 + $15 + $16 + $17; next } { s += $14 + $15 } END { print s + 0 }'
+}
+# The postmaster's pid, if the server at PG_ADMIN_URL runs on this machine and its pid file can be
+# read; empty otherwise.
+find_postmaster() {
+    local dir pid
+    dir=$(psql -d "$PG_ADMIN_URL/postgres" -Atc 'SHOW data_directory' 2>/dev/null) || return 0
+    pid=$(head -n1 "$dir/postmaster.pid" 2>/dev/null) || return 0
+    if [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/stat ]]; then echo "$pid"; fi
+}
+
 # run_wrk OUT_PREFIX WRK_ARGS...: runs wrk in the foreground of this shell (so its CPU time is
 # counted in this shell's children), prints its output indented and the CPU split of the run, and
-# leaves in OUT_PREFIX.result: "RESULT ... server_cores=S wrk_cores=W other_cores=O".
+# leaves in OUT_PREFIX.result: "RESULT ... server_cores=S wrk_cores=W db_cores=D other_cores=O
+# server_cpu_us_per_req=U".
 run_wrk() {
     local out=$1
     shift
-    local hz s0 c0 m0 w0 s1 c1 m1 w1 rc=0
+    local hz s0 c0 d0 m0 w0 s1 c1 d1 m1 w1 rc=0
     hz=$(getconf CLK_TCK)
+    thread_ticks "$SERVER_PID" >"$out.threads0"
     s0=$(cpu_ticks "$SERVER_PID")
+    d0=$(db_ticks)
     c0=$(children_ticks)
     m0=$(machine_busy_ticks)
     w0=$(now_us)
@@ -253,25 +286,47 @@ run_wrk() {
     w1=$(now_us)
     m1=$(machine_busy_ticks)
     c1=$(children_ticks)
+    d1=$(db_ticks)
     s1=$(cpu_ticks "$SERVER_PID")
+    thread_ticks "$SERVER_PID" >"$out.threads1"
     sed 's/^/    /' "$out.txt"
     if ((rc != 0)) || ! grep -q '^RESULT ' "$out.txt"; then
         echo "error: wrk failed (status $rc)" >&2
         exit 1
     fi
-    local split
-    split=$(awk -v s=$((s1 - s0)) -v c=$((c1 - c0)) -v m=$((m1 - m0)) -v hz="$hz" \
-        -v w=$((w1 - w0)) 'BEGIN {
+    local split requests
+    requests=$(awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "requests") print kv[2] } }' "$out.txt")
+    split=$(awk -v s=$((s1 - s0)) -v c=$((c1 - c0)) -v d=$((d1 - d0)) -v m=$((m1 - m0)) -v hz="$hz" \
+        -v w=$((w1 - w0)) -v n="$requests" 'BEGIN {
             w /= 1e6
-            printf "server_cores=%.2f wrk_cores=%.2f other_cores=%.2f machine_cores=%.2f wall_s=%.1f",
-                s / hz / w, c / hz / w, (m - s - c) / hz / w, m / hz / w, w
+            printf "server_cores=%.2f wrk_cores=%.2f db_cores=%.2f other_cores=%.2f machine_cores=%.2f wall_s=%.1f server_cpu_us_per_req=%.1f",
+                s / hz / w, c / hz / w, d / hz / w, (m - s - c - d) / hz / w, m / hz / w, w, (n > 0 ? s / hz * 1e6 / n : 0)
         }')
     echo "$(grep '^RESULT ' "$out.txt") $split" >"$out.result"
-    awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+    awk -v db="${PG_POSTMASTER:+ | PostgreSQL server (all its processes) %.2f}" \
+        '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
         END {
-            printf "    CPU during the run (cores busy on average over %.1f s): server %.2f | wrk %.2f | everything else %.2f | machine total %.2f of %d\n",
-                v["wall_s"], v["server_cores"], v["wrk_cores"], v["other_cores"], v["machine_cores"], '"$(nproc)"'
+            printf "    CPU during the run (cores busy on average over %.1f s): server %.2f | wrk %.2f", v["wall_s"], v["server_cores"], v["wrk_cores"]
+            if (db != "") printf db, v["db_cores"]
+            printf " | everything else %.2f | machine total %.2f of %d\n", v["other_cores"], v["machine_cores"], '"$(nproc)"'
+            printf "    server CPU per request: %.1f us\n", v["server_cpu_us_per_req"]
         }' "$out.result"
+    # The server's CPU by thread name. A thread that exited during the run is not seen; what it
+    # used shows as "exited threads" (the process total minus the threads still alive).
+    awk -v hz="$hz" -v w=$((w1 - w0)) -v total=$((s1 - s0)) '
+        NR == FNR { a[$1] = $3; next }
+        { d = $3 - (($1 in a) ? a[$1] : 0); byname[$2] += d; seen += d }
+        END {
+            line = ""
+            for (k in byname) if (byname[k] > 0) line = line sprintf(" %s %.2f,", k, byname[k] / hz / (w / 1e6))
+            if (total - seen > 0) line = line sprintf(" exited threads %.2f,", (total - seen) / hz / (w / 1e6))
+            sub(/,$/, "", line)
+            print "    server threads (cores):" line
+        }' "$out.threads0" "$out.threads1"
+    if awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+        END { exit !(v["other_cores"] > 0.15) }' "$out.result"; then
+        echo "    WARNING: other processes used $(field "$out.result" other_cores) cores during this run; rerun on a quiet machine"
+    fi
     if ! awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
         END { exit !(v["non2xx"] == 0 && v["connect"] == 0 && v["read"] == 0 && v["write"] == 0 && v["timeout"] == 0) }' \
         "$out.result"; then
@@ -289,7 +344,7 @@ SUMMARY="$WORK/summary.txt"
 : >"$SUMMARY"
 
 bench_engine() {
-    local engine=$1 data_dir=$2 db_url=${3:-} token out
+    local engine=$1 data_dir=$2 db_url=${3:-} token bad out
     echo "== $engine"
     start_server "$data_dir" "$db_url"
     wait_ready
@@ -312,16 +367,26 @@ bench_engine() {
     printf '%s me rps=%s p50_ms=%s p99_ms=%s %s\n' "$engine" "$(rps "$out.result")" \
         "$(ms "$out.result" p50_us)" "$(ms "$out.result" p99_us)" "$(cut -d' ' -f2- "$out.result")" >>"$SUMMARY"
 
-    # 3. token verification cost (before the login run, which leaves queued work behind).
+    # 3. token verification cost (before the login runs, which leave queued work behind).
     token=$(access_token)
+    bad=$(printf '%*s' "${#token}" '' | tr ' ' x)
     expect_get /api/v1/auth/verify 200 '"active":true' "$token"
-    expect_get /healthz 200 .
     bearer_script "$WORK/verify.lua" "$token"
+    # Diagnostic: the same 64 connections on an endpoint that verifies the token and reads nothing
+    # from the database: the ceiling for any endpoint that verifies a token, on this machine.
+    echo
+    echo "  -- 1b. GET /api/v1/auth/verify with a bearer token (diagnostic: verification without database reads): wrk -t2 -c64 -d$VERIFY_DURATION --latency"
+    echo "     Machine CPU just before: $(machine_busy_now)"
+    out="$WORK/$engine-verify64"
+    run_wrk "$out" -t2 -c64 -d"$VERIFY_DURATION" --latency -s "$WORK/verify.lua" "$(base)/api/v1/auth/verify"
+    printf '%s verify64 rps=%s p50_ms=%s p99_ms=%s %s\n' "$engine" "$(rps "$out.result")" \
+        "$(ms "$out.result" p50_us)" "$(ms "$out.result" p99_us)" "$(cut -d' ' -f2- "$out.result")" >>"$SUMMARY"
+    expect_get /healthz 200 .
+    expect_get /api/v1/auth/verify 200 '"active":false' "$bad"
     plain_script "$WORK/plain.lua"
     # Diagnostic control: the same endpoint with a bearer string of the same length that is not a
     # JWT (decode_header fails at once; the answer is 200 {"active":false}).
-    bearer_script "$WORK/verify-bad.lua" "$(printf '%*s' "${#token}" '' | tr ' ' x)"
-    expect_get /api/v1/auth/verify 200 '"active":false' "$(printf '%*s' "${#token}" '' | tr ' ' x)"
+    bearer_script "$WORK/verify-bad.lua" "$bad"
     echo
     echo "  -- 3. token verification cost: single connection (wrk -t1 -c1 -d$VERIFY_DURATION) mean latencies"
     echo "     Machine CPU just before: $(machine_busy_now)"
@@ -331,16 +396,21 @@ bench_engine() {
     run_wrk "$WORK/$engine-healthz" -t1 -c1 -d"$VERIFY_DURATION" --latency -s "$WORK/plain.lua" "$(base)/healthz"
     echo "   GET /api/v1/auth/verify, same-length non-JWT bearer string (diagnostic control):"
     run_wrk "$WORK/$engine-verifybad" -t1 -c1 -d"$VERIFY_DURATION" --latency -s "$WORK/verify-bad.lua" "$(base)/api/v1/auth/verify"
-    local v h b
-    v=$(field "$WORK/$engine-verify.result" mean_us)
-    h=$(field "$WORK/$engine-healthz.result" mean_us)
-    b=$(field "$WORK/$engine-verifybad.result" mean_us)
-    awk -v v="$v" -v h="$h" -v b="$b" 'BEGIN {
-        printf "   mean latency: verify %.1f us, healthz %.1f us, verify(non-JWT) %.1f us\n", v, h, b
-        printf "   verification cost = verify - healthz = %.1f us; verify - verify(non-JWT) = %.1f us\n", v - h, v - b
-    }'
-    printf '%s verify verify_us=%s healthz_us=%s verifybad_us=%s verify_rps=%s healthz_rps=%s\n' "$engine" \
-        "$v" "$h" "$b" "$(rps "$WORK/$engine-verify.result")" "$(rps "$WORK/$engine-healthz.result")" >>"$SUMMARY"
+    local k line="$engine verify"
+    for k in verify healthz verifybad; do
+        line+=" ${k}_mean_us=$(field "$WORK/$engine-$k.result" mean_us)"
+        line+=" ${k}_p50_us=$(field "$WORK/$engine-$k.result" p50_us)"
+        line+=" ${k}_cpu_us=$(field "$WORK/$engine-$k.result" server_cpu_us_per_req)"
+    done
+    echo "$line" >>"$SUMMARY"
+    awk '{ for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+        END {
+            printf "   mean latency (us): verify %.1f, healthz %.1f, verify(non-JWT) %.1f\n", v["verify_mean_us"], v["healthz_mean_us"], v["verifybad_mean_us"]
+            printf "   verification cost = mean(verify) - mean(healthz) = %.1f us\n", v["verify_mean_us"] - v["healthz_mean_us"]
+            printf "   cross-checks: median difference %d us; mean(verify) - mean(non-JWT) %.1f us; server CPU per request %.1f - %.1f = %.1f us\n",
+                v["verify_p50_us"] - v["healthz_p50_us"], v["verify_mean_us"] - v["verifybad_mean_us"],
+                v["verify_cpu_us"], v["healthz_cpu_us"], v["verify_cpu_us"] - v["healthz_cpu_us"]
+        }' <<<"$line"
 
     # 2. password logins at the default bcrypt cost. 64 connections against 2 hashing permits:
     # most of a request's latency is waiting for a permit, so wrk's timeout is raised from its
@@ -354,8 +424,21 @@ bench_engine() {
     run_wrk "$out" -t2 -c64 -d"$LOGIN_DURATION" --latency --timeout 60s -s "$WORK/login.lua" "$(base)/api/v1/auth/token"
     printf '%s login rps=%s p50_ms=%s p99_ms=%s %s\n' "$engine" "$(rps "$out.result")" \
         "$(ms "$out.result" p50_us)" "$(ms "$out.result" p99_us)" "$(cut -d' ' -f2- "$out.result")" >>"$SUMMARY"
-    # wrk has closed its connections; the server may still be hashing queued logins. Stopping it
-    # waits for them (graceful shutdown), which is not measured.
+    # wrk has closed its connections, but the server may still be working through queued logins:
+    # wait until one login answers promptly again before the single-connection run.
+    local t0
+    t0=$(now_us)
+    until [[ $(curl -s -o /dev/null -w '%{time_total}' -d grant_type=password -d "username=$BENCH_USER" \
+        -d "password=$BENCH_PASSWORD" "$(base)/api/v1/auth/token") < 1 ]]; do
+        (($(now_us) - t0 < 60000000)) || break
+    done
+    echo
+    echo "  -- 2b. the same with one connection (diagnostic: one login's service time, no queueing): wrk -t1 -c1 -d$VERIFY_DURATION"
+    echo "     Machine CPU just before: $(machine_busy_now)"
+    out="$WORK/$engine-login1"
+    run_wrk "$out" -t1 -c1 -d"$VERIFY_DURATION" --latency -s "$WORK/login.lua" "$(base)/api/v1/auth/token"
+    printf '%s login1 rps=%s p50_ms=%s mean_ms=%s %s\n' "$engine" "$(rps "$out.result")" \
+        "$(ms "$out.result" p50_us)" "$(ms "$out.result" mean_us)" "$(cut -d' ' -f2- "$out.result")" >>"$SUMMARY"
     stop_server
     echo
 }
@@ -392,6 +475,13 @@ fi
 if [[ $PG == 1 ]] && pg_isready -q -d "$PG_ADMIN_URL/postgres"; then
     PG_DB="shopkeep_bench_auth_$$"
     createdb --maintenance-db="$PG_ADMIN_URL/postgres" "$PG_DB"
+    PG_POSTMASTER=$(find_postmaster)
+    if [[ -n $PG_POSTMASTER ]]; then
+        pg_note="postmaster pid $PG_POSTMASTER on this machine (its CPU is reported)"
+    else
+        pg_note="not on this machine or its pid file is not readable (its CPU is not reported)"
+    fi
+    echo "== PostgreSQL: $(psql -d "$PG_ADMIN_URL/postgres" -Atc 'SELECT version()' | cut -d, -f1); $pg_note"
     bench_engine postgres "$WORK/pg-data" "$PG_ADMIN_URL/$PG_DB?sslmode=disable"
 else
     echo "== postgres: skipped (PG=$PG or $PG_ADMIN_URL is not accepting connections)"
@@ -401,18 +491,27 @@ fi
 # --- summary ----------------------------------------------------------------------------------------
 echo "== Summary (goals: /me >= 30,000 req/s and p99 < 10 ms per engine; login >= 7/s using both cores)"
 awk '
-    { for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+    { delete v; for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
     $2 == "me" {
-        printf "  %-8s GET /api/v1/me       %9.1f req/s   p50 %7.2f ms  p99 %7.2f ms  non-2xx %d  | server %.2f, wrk %.2f cores\n",
-            $1, v["rps"], v["p50_ms"], v["p99_ms"], v["non2xx"], v["server_cores"], v["wrk_cores"]
+        printf "  %-8s GET /api/v1/me (c64)     %8.1f req/s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %d | cores: server %.2f, wrk %.2f, postgres %.2f; server CPU %.0f us/req\n",
+            $1, v["rps"], v["p50_ms"], v["p99_ms"], v["non2xx"], v["server_cores"], v["wrk_cores"], v["db_cores"], v["server_cpu_us_per_req"]
     }
-    $2 == "login" {
-        printf "  %-8s login (bcrypt 12)    %9.1f /s      p50 %7.0f ms  p99 %7.0f ms  non-2xx %d  | server %.2f, wrk %.2f cores\n",
-            $1, v["rps"], v["p50_ms"], v["p99_ms"], v["non2xx"], v["server_cores"], v["wrk_cores"]
+    $2 == "verify64" {
+        printf "  %-8s GET /auth/verify (c64)   %8.1f req/s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %d | cores: server %.2f, wrk %.2f; server CPU %.0f us/req (diagnostic)\n",
+            $1, v["rps"], v["p50_ms"], v["p99_ms"], v["non2xx"], v["server_cores"], v["wrk_cores"], v["server_cpu_us_per_req"]
     }
     $2 == "verify" {
-        printf "  %-8s verification cost    %7.1f us (verify %.1f - healthz %.1f us mean, -c1); vs non-JWT bearer: %.1f us\n",
-            $1, v["verify_us"] - v["healthz_us"], v["verify_us"], v["healthz_us"], v["verify_us"] - v["verifybad_us"]
+        printf "  %-8s verification cost         %6.1f us = mean %.1f (verify) - %.1f (healthz), c1; median diff %d us; vs non-JWT %.1f us; server CPU diff %.1f us\n",
+            $1, v["verify_mean_us"] - v["healthz_mean_us"], v["verify_mean_us"], v["healthz_mean_us"],
+            v["verify_p50_us"] - v["healthz_p50_us"], v["verify_mean_us"] - v["verifybad_mean_us"], v["verify_cpu_us"] - v["healthz_cpu_us"]
+    }
+    $2 == "login" {
+        printf "  %-8s login, bcrypt 12 (c64)   %8.2f /s     p50 %6.0f ms  p99 %6.0f ms  non-2xx %d | cores: server %.2f, wrk %.2f, postgres %.2f; server CPU %.0f ms/login\n",
+            $1, v["rps"], v["p50_ms"], v["p99_ms"], v["non2xx"], v["server_cores"], v["wrk_cores"], v["db_cores"], v["server_cpu_us_per_req"] / 1000
+    }
+    $2 == "login1" {
+        printf "  %-8s login, bcrypt 12 (c1)    %8.2f /s     mean %5.0f ms                     | server CPU %.0f ms/login\n",
+            $1, v["rps"], v["mean_ms"], v["server_cpu_us_per_req"] / 1000
     }' "$SUMMARY"
 echo
 if grep -q . "$WORK/server.log"; then

@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod crypto;
 pub mod extract;
+pub mod feed;
 pub mod health;
 pub mod metrics;
 pub mod observe;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub build: BuildInfo,
     /// Authentication services.
     pub auth: std::sync::Arc<auth::AuthService>,
+    /// Live order updates.
+    pub feed: feed::OrderFeed,
 }
 
 /// HTTP limits applied to every route.
@@ -72,6 +75,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(api::shops::router())
         .merge(api::api_keys::router())
         .merge(api::audit::router())
+        .merge(api::orders::router())
+        .merge(api::admin_orders::router())
 }
 
 /// The OpenAPI document alone, as served at `/api/openapi.json`.

@@ -22,6 +22,7 @@ use crate::problem::{FieldError, Problem};
         (name = "shops", description = "Shops (tenants) and their members"),
         (name = "api-keys", description = "Per-shop API keys"),
         (name = "audit", description = "The shop's audit log"),
+        (name = "orders", description = "Order requests, the approval workflow, live updates, search, export and statistics"),
     )
 )]
 pub struct ApiDoc;

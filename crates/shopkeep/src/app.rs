@@ -18,6 +18,7 @@ use shopkeep_server::auth::password::PasswordHasher;
 use shopkeep_server::auth::revocation::RevocationList;
 use shopkeep_server::auth::{AuthOptions, AuthService};
 use shopkeep_server::crypto::Sealer;
+use shopkeep_server::feed::OrderFeed;
 use shopkeep_server::ratelimit::FailureLimiter;
 use shopkeep_store::accounts;
 
@@ -79,10 +80,17 @@ impl Application {
                 }
             }
         }
+        let feed = match &config.redis_url {
+            Some(url) => {
+                OrderFeed::redis(url.expose(), &config.redis_prefix, background.clone()).await?
+            }
+            None => OrderFeed::local(),
+        };
         let state = AppState {
             db: db.clone(),
             build: BUILD,
             auth,
+            feed,
         };
         let http = HttpOptions {
             request_timeout: config.http.request_timeout,

@@ -11,6 +11,7 @@ pub mod db;
 pub mod dialect;
 pub mod error;
 pub mod migrate;
+pub mod orders;
 pub mod schema;
 pub mod scope;
 pub mod tokens;

@@ -1,9 +1,11 @@
 //! The JSON API under `/api/v1`: one module per resource, each with its own router.
 
+pub mod admin_orders;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod me;
+pub mod orders;
 pub mod shops;
 
 use shopkeep_domain::Invalid;

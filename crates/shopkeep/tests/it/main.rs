@@ -5,5 +5,6 @@ mod harness;
 mod auth;
 mod binary;
 mod health;
+mod orders;
 mod schema;
 mod tenancy;

@@ -1,0 +1,520 @@
+//! Orders, their items, status changes with their audit trail, idempotent creation, the outbox.
+
+use shopkeep_domain::time::MICROS_PER_DAY;
+use shopkeep_domain::{Timestamp, UserId};
+use uuid::Uuid;
+
+use crate::{Db, ShopScope, StoreError, on_pool};
+
+/// A stored order with its customer's username.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    /// Id (time-ordered).
+    pub id: Uuid,
+    /// The customer, when the order has one.
+    pub customer_id: Option<Uuid>,
+    /// Their username.
+    pub customer_username: Option<String>,
+    /// `PENDING`, `APPROVED`, `REJECTED`, `CANCELLED`.
+    pub status: String,
+    /// Customer's notes.
+    pub notes: Option<String>,
+    /// `web`, `api`, `shopify`, ...
+    pub source: String,
+    /// The id in the source system.
+    pub external_id: Option<String>,
+    /// ISO 4217, when priced.
+    pub currency: Option<String>,
+    /// Total in minor units, when every line is priced.
+    pub total_minor: Option<i64>,
+    /// Microseconds.
+    pub created_at: i64,
+    /// Microseconds.
+    pub updated_at: i64,
+    /// Microseconds.
+    pub decided_at: Option<i64>,
+    /// Who decided.
+    pub decided_by: Option<Uuid>,
+    /// Decision or cancellation reason.
+    pub reason: Option<String>,
+}
+
+/// A stored line item.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ItemRow {
+    /// Order of the line.
+    pub position: i32,
+    /// Item name.
+    pub item_name: String,
+    /// Quantity.
+    pub quantity: i32,
+    /// Catalog product.
+    pub product_ref: Option<String>,
+    /// Catalog variant.
+    pub variant_ref: Option<String>,
+    /// Unit price in minor units.
+    pub unit_price_minor: Option<i64>,
+    /// ISO 4217.
+    pub currency: Option<String>,
+}
+
+/// A status change.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    /// Id (time-ordered).
+    pub id: Uuid,
+    /// Before (none for creation).
+    pub from_status: Option<String>,
+    /// After.
+    pub to_status: String,
+    /// Who.
+    pub actor_id: Option<Uuid>,
+    /// Their username.
+    pub actor_username: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// The request that made it.
+    pub request_id: Option<String>,
+    /// Microseconds.
+    pub created_at: i64,
+}
+
+/// A new line item.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    /// Name.
+    pub item_name: String,
+    /// Quantity.
+    pub quantity: i32,
+    /// Catalog product.
+    pub product_ref: Option<String>,
+    /// Catalog variant.
+    pub variant_ref: Option<String>,
+    /// Unit price in minor units.
+    pub unit_price_minor: Option<i64>,
+    /// ISO 4217.
+    pub currency: Option<String>,
+}
+
+/// A new order.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    /// The customer.
+    pub customer: Option<UserId>,
+    /// Notes.
+    pub notes: Option<String>,
+    /// Source name.
+    pub source: &'static str,
+    /// Id in the source system.
+    pub external_id: Option<String>,
+    /// Lines.
+    pub items: Vec<NewItem>,
+    /// Currency of the total.
+    pub currency: Option<String>,
+    /// Total in minor units.
+    pub total_minor: Option<i64>,
+}
+
+/// An `Idempotency-Key` with the hash of the request it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey<'a> {
+    /// Whose key.
+    pub user: UserId,
+    /// The key.
+    pub key: &'a str,
+    /// SHA-256 of the canonical request body.
+    pub request_hash: &'a [u8],
+}
+
+/// What a create did.
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// A new order.
+    New(Box<OrderRow>),
+    /// The key was seen with the same request: the first order.
+    Replayed(Box<OrderRow>),
+    /// The key was seen with another request.
+    KeyReused,
+}
+
+const ORDER_SELECT: &str = "SELECT o.id, o.customer_id, u.username AS customer_username, o.status, o.notes, o.source, \
+     o.external_id, o.currency, o.total_minor, o.created_at, o.updated_at, o.decided_at, o.decided_by, o.reason \
+     FROM orders o LEFT JOIN users u ON u.id = o.customer_id";
+
+fn outbox_payload(
+    event: &str,
+    shop: Uuid,
+    order: Uuid,
+    status: &str,
+    customer: Option<Uuid>,
+    at: i64,
+) -> String {
+    serde_json::json!({
+        "type": event,
+        "shop_id": shop,
+        "order_id": order,
+        "status": status,
+        "customer_id": customer,
+        "at": Timestamp(at).to_rfc3339(),
+    })
+    .to_string()
+}
+
+/// Creates an order with its items, its first event and an outbox event, in one transaction.
+/// With an idempotency key, a retry returns the first order.
+pub async fn create(
+    db: &Db,
+    scope: ShopScope,
+    o: &NewOrder,
+    idem: Option<IdempotencyKey<'_>>,
+    actor: Option<UserId>,
+    request_id: &str,
+) -> Result<Created, StoreError> {
+    let shop = scope.shop_id().0;
+    let id = Uuid::now_v7();
+    let now = Timestamp::now().0;
+    let existing: Option<(Uuid, Vec<u8>)> = on_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        if let Some(k) = &idem {
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (shop_id, user_id, key, request_hash, order_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+                .bind(shop).bind(k.user.0).bind(k.key).bind(k.request_hash).bind(id).bind(now)
+                .execute(&mut *tx).await?.rows_affected();
+            if claimed == 0 {
+                let row: (Uuid, Vec<u8>) = sqlx::query_as(
+                    "SELECT order_id, request_hash FROM idempotency_keys WHERE shop_id = $1 AND user_id = $2 AND key = $3")
+                    .bind(shop).bind(k.user.0).bind(k.key).fetch_one(&mut *tx).await?;
+                tx.rollback().await?;
+                return Ok::<_, StoreError>(Some(row));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO orders (shop_id, id, customer_id, status, notes, source, external_id, currency, total_minor, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $9)")
+            .bind(shop).bind(id).bind(o.customer.map(|c| c.0)).bind(&o.notes).bind(o.source).bind(&o.external_id)
+            .bind(&o.currency).bind(o.total_minor).bind(now)
+            .execute(&mut *tx).await?;
+        for (i, item) in o.items.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO order_items (shop_id, order_id, position, item_name, quantity, product_ref, variant_ref, unit_price_minor, currency) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind(shop).bind(id).bind(i32::try_from(i).unwrap_or(i32::MAX)).bind(&item.item_name).bind(item.quantity)
+                .bind(&item.product_ref).bind(&item.variant_ref).bind(item.unit_price_minor).bind(&item.currency)
+                .execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO order_events (shop_id, id, order_id, from_status, to_status, actor_id, reason, request_id, created_at) \
+             VALUES ($1, $2, $3, NULL, 'PENDING', $4, NULL, $5, $6)")
+            .bind(shop).bind(Uuid::now_v7()).bind(id).bind(actor.map(|a| a.0)).bind(request_id).bind(now)
+            .execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO outbox (id, shop_id, event_type, resource_id, payload, created_at) VALUES ($1, $2, 'order.created', $3, $4, $5)")
+            .bind(Uuid::now_v7()).bind(shop).bind(id.to_string())
+            .bind(outbox_payload("order.created", shop, id, "PENDING", o.customer.map(|c| c.0), now)).bind(now)
+            .execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(None)
+    }.await)?;
+    match (existing, idem) {
+        (Some((order_id, hash)), Some(k)) => {
+            if hash == k.request_hash {
+                Ok(Created::Replayed(Box::new(
+                    get(db, scope, order_id)
+                        .await?
+                        .ok_or(StoreError::NotFound)?,
+                )))
+            } else {
+                Ok(Created::KeyReused)
+            }
+        }
+        _ => Ok(Created::New(Box::new(
+            get(db, scope, id).await?.ok_or(StoreError::NotFound)?,
+        ))),
+    }
+}
+
+/// One order of the scoped shop.
+pub async fn get(db: &Db, scope: ShopScope, id: Uuid) -> Result<Option<OrderRow>, StoreError> {
+    let sql = sqlx::AssertSqlSafe(format!("{ORDER_SELECT} WHERE o.shop_id = $1 AND o.id = $2"));
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sql).bind(scope.shop_id().0).bind(id).fetch_optional(pool).await)?,
+    )
+}
+
+/// An order's lines in order.
+pub async fn items(db: &Db, scope: ShopScope, id: Uuid) -> Result<Vec<ItemRow>, StoreError> {
+    Ok(on_pool!(db, pool => sqlx::query_as(
+        "SELECT position, item_name, quantity, product_ref, variant_ref, unit_price_minor, currency \
+         FROM order_items WHERE shop_id = $1 AND order_id = $2 ORDER BY position")
+        .bind(scope.shop_id().0).bind(id).fetch_all(pool).await)?)
+}
+
+/// An order's status changes, oldest first.
+pub async fn events(db: &Db, scope: ShopScope, id: Uuid) -> Result<Vec<EventRow>, StoreError> {
+    Ok(on_pool!(db, pool => sqlx::query_as(
+        "SELECT e.id, e.from_status, e.to_status, e.actor_id, u.username AS actor_username, e.reason, e.request_id, e.created_at \
+         FROM order_events e LEFT JOIN users u ON u.id = e.actor_id \
+         WHERE e.shop_id = $1 AND e.order_id = $2 ORDER BY e.id")
+        .bind(scope.shop_id().0).bind(id).fetch_all(pool).await)?)
+}
+
+/// What a transition did.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    /// Applied; the order as it is now.
+    Done(Box<OrderRow>),
+    /// The order was not in `from`; its current status.
+    Invalid(String),
+}
+
+/// A status change to make.
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    /// Required current status.
+    pub from: &'a str,
+    /// New status.
+    pub to: &'a str,
+    /// A decision (sets decided_at and decided_by) rather than a cancellation.
+    pub decision: bool,
+    /// Who.
+    pub actor: UserId,
+    /// Why.
+    pub reason: Option<&'a str>,
+    /// The request.
+    pub request_id: &'a str,
+    /// Outbox event type (`order.approved`).
+    pub event_type: &'a str,
+}
+
+/// Moves an order from `from` to `to` if, and only if, it is still in `from`: of two admins
+/// deciding at once, exactly one wins. Writes the event and the outbox row in the same
+/// transaction.
+pub async fn transition(
+    db: &Db,
+    scope: ShopScope,
+    id: Uuid,
+    c: &Change<'_>,
+) -> Result<Transition, StoreError> {
+    let shop = scope.shop_id().0;
+    let now = Timestamp::now().0;
+    let applied: Option<Option<Uuid>> = on_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let customer: Option<Option<Uuid>> = sqlx::query_scalar(
+            "UPDATE orders SET status = $1, updated_at = $2, reason = $3, \
+               decided_at = CASE WHEN $4 THEN $2 ELSE decided_at END, \
+               decided_by = CASE WHEN $4 THEN $5 ELSE decided_by END \
+             WHERE shop_id = $6 AND id = $7 AND status = $8 RETURNING customer_id")
+            .bind(c.to).bind(now).bind(c.reason).bind(c.decision).bind(c.actor.0).bind(shop).bind(id).bind(c.from)
+            .fetch_optional(&mut *tx).await?;
+        let Some(customer) = customer else {
+            tx.rollback().await?;
+            return Ok::<_, StoreError>(None);
+        };
+        sqlx::query(
+            "INSERT INTO order_events (shop_id, id, order_id, from_status, to_status, actor_id, reason, request_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(shop).bind(Uuid::now_v7()).bind(id).bind(c.from).bind(c.to).bind(c.actor.0).bind(c.reason)
+            .bind(c.request_id).bind(now).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO outbox (id, shop_id, event_type, resource_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(Uuid::now_v7()).bind(shop).bind(c.event_type).bind(id.to_string())
+            .bind(outbox_payload(c.event_type, shop, id, c.to, customer, now)).bind(now)
+            .execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(customer))
+    }.await)?;
+    match applied {
+        Some(_) => Ok(Transition::Done(Box::new(
+            get(db, scope, id).await?.ok_or(StoreError::NotFound)?,
+        ))),
+        None => match get(db, scope, id).await? {
+            Some(o) => Ok(Transition::Invalid(o.status)),
+            None => Err(StoreError::NotFound),
+        },
+    }
+}
+
+/// Filters for order lists; every one optional.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this customer's orders.
+    pub customer: Option<UserId>,
+    /// Only this status (stored form, `PENDING`).
+    pub status: Option<String>,
+    /// Username: exact (case-folded) match.
+    pub username_exact: Option<String>,
+    /// Username: case-folded substring.
+    pub username_contains: Option<String>,
+    /// Created at or after (microseconds).
+    pub from: Option<i64>,
+    /// Created before (microseconds).
+    pub to: Option<i64>,
+}
+
+enum Arg {
+    Id(Uuid),
+    Text(String),
+    Int(i64),
+}
+
+/// Builds `WHERE ...` from static fragments; values are always bound, never spliced.
+fn where_clause(scope: ShopScope, f: &Filter, with_status: bool) -> (String, Vec<Arg>) {
+    let mut sql = String::from(" WHERE o.shop_id = $1");
+    let mut args = vec![Arg::Id(scope.shop_id().0)];
+    let mut push = |sql: &mut String, fragment: &str, arg: Arg| {
+        args.push(arg);
+        sql.push_str(&fragment.replace('?', &format!("${}", args.len())));
+    };
+    if let Some(c) = f.customer {
+        push(&mut sql, " AND o.customer_id = ?", Arg::Id(c.0));
+    }
+    if with_status && let Some(s) = &f.status {
+        push(&mut sql, " AND o.status = ?", Arg::Text(s.clone()));
+    }
+    if let Some(u) = &f.username_exact {
+        push(
+            &mut sql,
+            " AND o.customer_id IN (SELECT id FROM users WHERE username_folded = ?)",
+            Arg::Text(u.clone()),
+        );
+    }
+    if let Some(u) = &f.username_contains {
+        let escaped = u
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        push(
+            &mut sql,
+            " AND o.customer_id IN (SELECT id FROM users WHERE username_folded LIKE ? ESCAPE '\\')",
+            Arg::Text(format!("%{escaped}%")),
+        );
+    }
+    if let Some(t) = f.from {
+        push(&mut sql, " AND o.created_at >= ?", Arg::Int(t));
+    }
+    if let Some(t) = f.to {
+        push(&mut sql, " AND o.created_at < ?", Arg::Int(t));
+    }
+    (sql, args)
+}
+
+macro_rules! bind_all {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Id(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.clone()),
+                Arg::Int(v) => q.bind(*v),
+            };
+        }
+        q
+    }};
+}
+
+/// A page of orders, newest first, strictly older than `before` when given.
+pub async fn list(
+    db: &Db,
+    scope: ShopScope,
+    f: &Filter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<OrderRow>, StoreError> {
+    let (mut clause, mut args) = where_clause(scope, f, true);
+    if let Some(b) = before {
+        args.push(Arg::Id(b));
+        clause.push_str(&format!(" AND o.id < ${}", args.len()));
+    }
+    args.push(Arg::Int(limit));
+    let sql = sqlx::AssertSqlSafe(format!(
+        "{ORDER_SELECT}{clause} ORDER BY o.id DESC LIMIT ${}",
+        args.len()
+    ));
+    Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
+}
+
+/// Orders per status under the filter (its status ignored), for tab counts.
+pub async fn counts(
+    db: &Db,
+    scope: ShopScope,
+    f: &Filter,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let (clause, args) = where_clause(scope, f, false);
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT o.status, count(*) FROM orders o{clause} GROUP BY o.status"
+    ));
+    Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
+}
+
+/// Shop statistics.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Orders per status.
+    pub by_status: Vec<(String, i64)>,
+    /// (UTC day index since the epoch, orders created that day), for days at or after `since`.
+    pub per_day: Vec<(i64, i64)>,
+    /// Median of `decided_at - created_at` over decided orders, microseconds.
+    pub median_decision_micros: Option<i64>,
+}
+
+/// Totals, orders per day since `since`, and the median time to decision.
+pub async fn stats(db: &Db, scope: ShopScope, since: Timestamp) -> Result<Stats, StoreError> {
+    let shop = scope.shop_id().0;
+    let by_status = counts(db, scope, &Filter::default()).await?;
+    let per_day: Vec<(i64, i64)> = on_pool!(db, pool => sqlx::query_as(
+        "SELECT created_at / $1 AS day, count(*) FROM orders WHERE shop_id = $2 AND created_at >= $3 GROUP BY created_at / $1 ORDER BY day")
+        .bind(MICROS_PER_DAY).bind(shop).bind(since.0).fetch_all(pool).await)?;
+    let decided: i64 = on_pool!(db, pool => sqlx::query_scalar(
+        "SELECT count(*) FROM orders WHERE shop_id = $1 AND decided_at IS NOT NULL")
+        .bind(shop).fetch_one(pool).await)?;
+    let median_decision_micros = if decided == 0 {
+        None
+    } else {
+        // The middle one (odd count) or the two middle ones (even count), portably.
+        let (offset, take) = if decided % 2 == 1 {
+            (decided / 2, 1)
+        } else {
+            (decided / 2 - 1, 2)
+        };
+        let mid: Vec<i64> = on_pool!(db, pool => sqlx::query_scalar(
+            "SELECT decided_at - created_at AS d FROM orders WHERE shop_id = $1 AND decided_at IS NOT NULL \
+             ORDER BY d LIMIT $2 OFFSET $3")
+            .bind(shop).bind(take).bind(offset).fetch_all(pool).await)?;
+        Some(mid.iter().sum::<i64>() / i64::try_from(mid.len().max(1)).unwrap_or(1))
+    };
+    Ok(Stats {
+        by_status,
+        per_day,
+        median_decision_micros,
+    })
+}
+
+/// Lines of many orders at once (for exports), keyed by order id, in position order.
+pub async fn items_for(
+    db: &Db,
+    scope: ShopScope,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, ItemRow)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        order_id: Uuid,
+        #[sqlx(flatten)]
+        item: ItemRow,
+    }
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT order_id, position, item_name, quantity, product_ref, variant_ref, unit_price_minor, currency \
+         FROM order_items WHERE shop_id = $1 AND order_id IN ({}) ORDER BY order_id, position",
+        placeholders.join(", ")
+    ));
+    let rows: Vec<Row> = on_pool!(db, pool => {
+        let mut q = sqlx::query_as(sql).bind(scope.shop_id().0);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(pool).await
+    })?;
+    Ok(rows.into_iter().map(|r| (r.order_id, r.item)).collect())
+}
