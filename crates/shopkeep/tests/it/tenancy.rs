@@ -30,6 +30,7 @@ struct Member {
     shop_index: usize,
     role: &'static str,
     token: String,
+    order_id: String,
 }
 
 async fn build(app: &TestApp, root: &str, world: &World, case: usize) -> (Vec<Value>, Vec<Member>) {
@@ -79,10 +80,22 @@ async fn build(app: &TestApp, root: &str, world: &World, case: usize) -> (Vec<Va
                 .await;
             assert_eq!(tok.status(), 200);
             let tok: Value = tok.json().await.unwrap();
+            let token = tok["access_token"].as_str().unwrap().to_string();
+            let order: Value = app
+                .as_user(Method::POST, &token, "/api/v1/orders")
+                .json(&json!({ "item_name": format!("{name} item"), "quantity": 1 }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let order_id = order["id"].as_str().unwrap().to_string();
             members.push(Member {
                 shop_index: si,
                 role,
-                token: tok["access_token"].as_str().unwrap().to_string(),
+                token,
+                order_id,
             });
         }
         // Each shop gets an API key, created by its root owner.
@@ -102,7 +115,7 @@ async fn build(app: &TestApp, root: &str, world: &World, case: usize) -> (Vec<Va
     (shops, members)
 }
 
-async fn probe_other_shop(app: &TestApp, m: &Member, shops: &[Value]) {
+async fn probe_other_shop(app: &TestApp, m: &Member, shops: &[Value], members: &[Member]) {
     let mine = &shops[m.shop_index];
     let here: Value = app
         .get_as(&m.token, "/api/v1/shop")
@@ -151,6 +164,64 @@ async fn probe_other_shop(app: &TestApp, m: &Member, shops: &[Value]) {
             {
                 assert!(t.starts_with(prefix), "audit of another shop leaked: {t}");
             }
+        }
+    }
+    // Orders: every order listed to an admin is of this shop; the stream and export too.
+    if is_admin {
+        let orders: Value = app
+            .get_as(&m.token, "/api/v1/admin/orders?limit=100")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let prefix = mine["member_prefix"].as_str().unwrap();
+        for o in orders["items"].as_array().unwrap() {
+            assert!(
+                o["customer_username"].as_str().unwrap().starts_with(prefix),
+                "order of another shop listed: {o}"
+            );
+        }
+        let csv = app
+            .get_as(&m.token, "/api/v1/admin/orders/export.csv")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            csv.lines().count() - 1,
+            orders["items"].as_array().unwrap().len()
+        );
+        let stats: Value = app
+            .get_as(&m.token, "/api/v1/admin/orders/stats")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            stats["total"].as_u64().unwrap() as usize,
+            orders["items"].as_array().unwrap().len()
+        );
+    }
+    for other in members.iter().filter(|o| o.shop_index != m.shop_index) {
+        let res = app
+            .get_as(&m.token, &format!("/api/v1/orders/{}", other.order_id))
+            .await;
+        assert_eq!(res.status(), 404, "reading another shop's order");
+        for action in ["approve", "reject", "cancel"] {
+            let res = app
+                .as_user(
+                    Method::POST,
+                    &m.token,
+                    &format!("/api/v1/orders/{}/{action}", other.order_id),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                matches!(res.status().as_u16(), 403 | 404),
+                "{action} on another shop's order: {}",
+                res.status()
+            );
         }
     }
     for (i, other) in shops.iter().enumerate() {
@@ -213,7 +284,15 @@ async fn no_endpoint_returns_or_changes_another_shops_data(engine: Engine) {
     for (case, world) in worlds_seen.iter().enumerate() {
         let (shops, members) = build(&app, &root, world, case).await;
         for m in &members {
-            probe_other_shop(&app, m, &shops).await;
+            probe_other_shop(&app, m, &shops, &members).await;
+        }
+        // Every order is still pending: nothing was decided across shops.
+        for m in &members {
+            let id = uuid::Uuid::parse_str(&m.order_id).unwrap();
+            let status: String = shopkeep_store::on_pool!(&app.db, pool => sqlx::query_scalar(
+                "SELECT status FROM orders WHERE id = $1").bind(id).fetch_one(pool).await)
+            .unwrap();
+            assert_eq!(status, "PENDING", "{world:?}");
         }
         // Every key still exists: nothing was revoked across shops.
         for s in &shops {
