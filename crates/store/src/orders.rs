@@ -113,6 +113,21 @@ pub struct NewOrder {
     pub currency: Option<String>,
     /// Total in minor units.
     pub total_minor: Option<i64>,
+    /// The customer's username, echoed in the result without another query.
+    pub customer_username: Option<String>,
+    /// The actor's username, for the first timeline entry.
+    pub actor_username: Option<String>,
+}
+
+/// An order with its lines and timeline.
+#[derive(Debug, Clone)]
+pub struct FullOrder {
+    /// The order.
+    pub order: OrderRow,
+    /// Its lines.
+    pub items: Vec<ItemRow>,
+    /// Its timeline.
+    pub events: Vec<EventRow>,
 }
 
 /// An `Idempotency-Key` with the hash of the request it came with.
@@ -129,8 +144,8 @@ pub struct IdempotencyKey<'a> {
 /// What a create did.
 #[derive(Debug, Clone)]
 pub enum Created {
-    /// A new order.
-    New(Box<OrderRow>),
+    /// A new order, built from what was written (no read-back).
+    New(Box<FullOrder>),
     /// The key was seen with the same request: the first order.
     Replayed(Box<OrderRow>),
     /// The key was seen with another request.
@@ -172,6 +187,7 @@ pub async fn create(
 ) -> Result<Created, StoreError> {
     let shop = scope.shop_id().0;
     let id = Uuid::now_v7();
+    let event_id = Uuid::now_v7();
     let now = Timestamp::now().0;
     let existing: Option<(Uuid, Vec<u8>)> = on_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
@@ -206,7 +222,7 @@ pub async fn create(
         sqlx::query(
             "INSERT INTO order_events (shop_id, id, order_id, from_status, to_status, actor_id, reason, request_id, created_at) \
              VALUES ($1, $2, $3, NULL, 'PENDING', $4, NULL, $5, $6)")
-            .bind(shop).bind(Uuid::now_v7()).bind(id).bind(actor.map(|a| a.0)).bind(request_id).bind(now)
+            .bind(shop).bind(event_id).bind(id).bind(actor.map(|a| a.0)).bind(request_id).bind(now)
             .execute(&mut *tx).await?;
         sqlx::query("INSERT INTO outbox (id, shop_id, event_type, resource_id, payload, created_at) VALUES ($1, $2, 'order.created', $3, $4, $5)")
             .bind(Uuid::now_v7()).bind(shop).bind(id.to_string())
@@ -227,9 +243,48 @@ pub async fn create(
                 Ok(Created::KeyReused)
             }
         }
-        _ => Ok(Created::New(Box::new(
-            get(db, scope, id).await?.ok_or(StoreError::NotFound)?,
-        ))),
+        _ => Ok(Created::New(Box::new(FullOrder {
+            order: OrderRow {
+                id,
+                customer_id: o.customer.map(|c| c.0),
+                customer_username: o.customer_username.clone(),
+                status: "PENDING".into(),
+                notes: o.notes.clone(),
+                source: o.source.to_string(),
+                external_id: o.external_id.clone(),
+                currency: o.currency.clone(),
+                total_minor: o.total_minor,
+                created_at: now,
+                updated_at: now,
+                decided_at: None,
+                decided_by: None,
+                reason: None,
+            },
+            items: o
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| ItemRow {
+                    position: i32::try_from(i).unwrap_or(i32::MAX),
+                    item_name: it.item_name.clone(),
+                    quantity: it.quantity,
+                    product_ref: it.product_ref.clone(),
+                    variant_ref: it.variant_ref.clone(),
+                    unit_price_minor: it.unit_price_minor,
+                    currency: it.currency.clone(),
+                })
+                .collect(),
+            events: vec![EventRow {
+                id: event_id,
+                from_status: None,
+                to_status: "PENDING".into(),
+                actor_id: actor.map(|a| a.0),
+                actor_username: o.actor_username.clone(),
+                reason: None,
+                request_id: Some(request_id.to_string()),
+                created_at: now,
+            }],
+        }))),
     }
 }
 

@@ -18,8 +18,8 @@ use shopkeep_domain::accounts::Scope;
 use shopkeep_domain::orders::{self as rules, Action, Status};
 use shopkeep_domain::{Invalid, Timestamp, UserId, cursor};
 use shopkeep_store::orders::{
-    self as store, Change, Created, Filter, IdempotencyKey, ItemRow, NewItem, NewOrder, OrderRow,
-    Transition,
+    self as store, Change, Created, Filter, FullOrder, IdempotencyKey, ItemRow, NewItem, NewOrder,
+    OrderRow, Transition,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -394,6 +394,8 @@ pub async fn create(
         currency: items.iter().find_map(|i| i.currency.clone()),
         total_minor: rules::total_minor(&lines),
         items,
+        customer_username: p.username.clone(),
+        actor_username: p.username.clone(),
     };
     let hash = sha256(&serde_json::to_vec(&body).unwrap_or_default());
     let idem = match (&key, p.user) {
@@ -409,10 +411,13 @@ pub async fn create(
         }),
         (None, _) => None,
     };
-    let (order, replayed) =
+    let (out, replayed) =
         match store::create(&state.db, p.scope, &new, idem, p.user, &rid.0).await? {
-            Created::New(o) => (*o, false),
-            Created::Replayed(o) => (*o, true),
+            Created::New(full) => {
+                publish(&state, &p, &full.order).await;
+                (full_out(*full), false)
+            }
+            Created::Replayed(o) => (detail(&state, &p, *o).await?, true),
             Created::KeyReused => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -426,11 +431,8 @@ pub async fn create(
                 )]));
             }
         };
-    if !replayed {
-        publish(&state, &p, &order).await;
-    }
-    let location = format!("/api/v1/orders/{}", order.id);
-    let mut res = (StatusCode::CREATED, Json(detail(&state, &p, order).await?)).into_response();
+    let location = format!("/api/v1/orders/{}", out.id);
+    let mut res = (StatusCode::CREATED, Json(out)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         res.headers_mut().insert(header::LOCATION, v);
     }
@@ -454,19 +456,12 @@ async fn publish(state: &AppState, p: &Principal, o: &OrderRow) {
         .await;
 }
 
-async fn detail(state: &AppState, p: &Principal, o: OrderRow) -> Result<OrderOut, ApiError> {
-    let id = o.id;
-    let mut out = order_out(o);
-    out.items = Some(
-        store::items(&state.db, p.scope, id)
-            .await?
-            .into_iter()
-            .map(item_out)
-            .collect(),
-    );
+/// Maps an order with its lines and timeline.
+fn full_out(f: FullOrder) -> OrderOut {
+    let mut out = order_out(f.order);
+    out.items = Some(f.items.into_iter().map(item_out).collect());
     out.events = Some(
-        store::events(&state.db, p.scope, id)
-            .await?
+        f.events
             .into_iter()
             .map(|e| EventOut {
                 from: e.from_status,
@@ -478,7 +473,19 @@ async fn detail(state: &AppState, p: &Principal, o: OrderRow) -> Result<OrderOut
             })
             .collect(),
     );
-    Ok(out)
+    out
+}
+
+async fn detail(state: &AppState, p: &Principal, order: OrderRow) -> Result<OrderOut, ApiError> {
+    let (items, events) = tokio::try_join!(
+        store::items(&state.db, p.scope, order.id),
+        store::events(&state.db, p.scope, order.id)
+    )?;
+    Ok(full_out(FullOrder {
+        order,
+        items,
+        events,
+    }))
 }
 
 /// An order the caller may see: their own, or any in the shop with `orders:admin`. Others are 404.
