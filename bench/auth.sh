@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Accounts and tokens benchmarks for shopkeep, on SQLite and on PostgreSQL:
-#   1. authenticated GET /api/v1/me throughput and latency (64 connections);
-#   2. password logins per second at the default bcrypt cost (12), and the server's CPU use;
-#   3. the cost of verifying one access token, from single-connection mean latencies.
+#   1.  authenticated GET /api/v1/me throughput and latency (wrk -t2 -c64);
+#   1b. diagnostic: GET /api/v1/auth/verify at 64 connections (token verification, no database);
+#   2.  password logins per second at the default bcrypt cost (12) with 64 connections, and the
+#       server's CPU use (utime+stime from /proc/PID/stat, as cores);
+#   2b. diagnostic: the same login with one connection (one login's service time);
+#   3.  the cost of verifying one access token: mean latency of GET /api/v1/auth/verify with a
+#       valid token minus that of GET /healthz, one connection each (wrk -t1 -c1), with two
+#       cross-checks (the median difference, and /verify with a same-length non-JWT string).
+# Every run also prints the CPU split (server, wrk, PostgreSQL, everything else), the server's CPU
+# time per request and its CPU by thread name, and warns when other processes took CPU.
 #
 # Usage (from the repository root):   bench/auth.sh
 #   DURATION=30s        wrk duration of the /api/v1/me run
 #   LOGIN_DURATION=20s  wrk duration of the login run
-#   VERIFY_DURATION=10s wrk duration of each single-connection run used for the verification cost
+#   VERIFY_DURATION=10s wrk duration of each run in 1b, 2b and 3
 #   WARMUP=3s           unreported /api/v1/me run before the measured one (opens the pool's
 #                       connections; "0" skips it)
 #   PORT=18181          port the server listens on (127.0.0.1 only)
@@ -336,7 +343,7 @@ run_wrk() {
 
 # field FILE KEY: one value from a .result file.
 field() { awk -v k="$2" '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }' "$1"; }
-rps() { awk -v n="$(field "$1" requests)" -v d="$(field "$1" duration_us)" 'BEGIN { printf "%.1f", n / (d / 1e6) }'; }
+rps() { awk -v n="$(field "$1" requests)" -v d="$(field "$1" duration_us)" 'BEGIN { printf "%.2f", n / (d / 1e6) }'; }
 ms() { awk -v u="$(field "$1" "$2")" 'BEGIN { printf "%.2f", u / 1000 }'; }
 
 # --- one engine -----------------------------------------------------------------------------------
@@ -367,7 +374,7 @@ bench_engine() {
     printf '%s me rps=%s p50_ms=%s p99_ms=%s %s\n' "$engine" "$(rps "$out.result")" \
         "$(ms "$out.result" p50_us)" "$(ms "$out.result" p99_us)" "$(cut -d' ' -f2- "$out.result")" >>"$SUMMARY"
 
-    # 3. token verification cost (before the login runs, which leave queued work behind).
+    # 1b and 3: a fresh token; both run before the login runs, which leave queued work behind.
     token=$(access_token)
     bad=$(printf '%*s' "${#token}" '' | tr ' ' x)
     expect_get /api/v1/auth/verify 200 '"active":true' "$token"
@@ -384,8 +391,8 @@ bench_engine() {
     expect_get /healthz 200 .
     expect_get /api/v1/auth/verify 200 '"active":false' "$bad"
     plain_script "$WORK/plain.lua"
-    # Diagnostic control: the same endpoint with a bearer string of the same length that is not a
-    # JWT (decode_header fails at once; the answer is 200 {"active":false}).
+    # 3. Diagnostic control: the same endpoint with a bearer string of the same length that is not
+    # a JWT (decode_header fails at once; the answer is 200 {"active":false}).
     bearer_script "$WORK/verify-bad.lua" "$bad"
     echo
     echo "  -- 3. token verification cost: single connection (wrk -t1 -c1 -d$VERIFY_DURATION) mean latencies"
@@ -425,7 +432,8 @@ bench_engine() {
     printf '%s login rps=%s p50_ms=%s p99_ms=%s %s\n' "$engine" "$(rps "$out.result")" \
         "$(ms "$out.result" p50_us)" "$(ms "$out.result" p99_us)" "$(cut -d' ' -f2- "$out.result")" >>"$SUMMARY"
     # wrk has closed its connections, but the server may still be working through queued logins:
-    # wait until one login answers promptly again before the single-connection run.
+    # wait until one login answers within a second again (time_total compared as a string: any
+    # value of 1 s or more sorts after "1") before the single-connection run.
     local t0
     t0=$(now_us)
     until [[ $(curl -s -o /dev/null -w '%{time_total}' -d grant_type=password -d "username=$BENCH_USER" \
