@@ -217,6 +217,7 @@ pub async fn auth_service(
         hasher,
         limiter,
         revoked,
+        verified: Default::default(),
     })
 }
 

@@ -314,3 +314,43 @@ pub async fn owner_count(db: &Db, scope: ShopScope) -> Result<i64, StoreError> {
         "SELECT count(*) FROM memberships WHERE shop_id = $1 AND role = 'owner'")
         .bind(scope.shop_id().0).fetch_one(pool).await)?)
 }
+
+/// A user, the scoped shop and their role there, in one round trip (for `/me`).
+pub async fn user_in_shop(
+    db: &Db,
+    scope: ShopScope,
+    user: UserId,
+) -> Result<Option<(UserRow, ShopRow, Option<String>)>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: UserRow,
+        shop_id: Uuid,
+        shop_slug: String,
+        shop_name: String,
+        shop_registration_open: bool,
+        shop_is_default: bool,
+        shop_created_at: i64,
+        role: Option<String>,
+    }
+    let row: Option<Row> = on_pool!(db, pool => sqlx::query_as(
+        "SELECT u.id, u.username, u.password_hash, u.email, u.is_admin, u.locale, u.currency, u.timezone, \
+                u.created_at, u.last_login_at, \
+                s.id AS shop_id, s.slug AS shop_slug, s.name AS shop_name, s.registration_open AS shop_registration_open, \
+                s.is_default AS shop_is_default, s.created_at AS shop_created_at, m.role \
+         FROM users u JOIN shops s ON s.id = $2 \
+         LEFT JOIN memberships m ON m.shop_id = s.id AND m.user_id = u.id \
+         WHERE u.id = $1")
+        .bind(user.0).bind(scope.shop_id().0).fetch_optional(pool).await)?;
+    Ok(row.map(|r| {
+        let shop = ShopRow {
+            id: r.shop_id,
+            slug: r.shop_slug,
+            name: r.shop_name,
+            registration_open: r.shop_registration_open,
+            is_default: r.shop_is_default,
+            created_at: r.shop_created_at,
+        };
+        (r.user, shop, r.role)
+    }))
+}

@@ -85,18 +85,13 @@ pub async fn me(State(state): State<AppState>, p: Principal) -> Result<Json<MeOu
 }
 
 async fn me_out(state: &AppState, p: &Principal, user_id: UserId) -> Result<MeOut, ApiError> {
-    let user = store::get_user(&state.db, user_id)
+    let (user, shop, role) = store::user_in_shop(&state.db, p.scope, user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such user"))?;
-    let shop = store::get_shop(&state.db, p.scope).await?;
-    let role = store::role_in(&state.db, p.scope, user_id)
-        .await?
-        .map(|r| r.as_str().to_string())
-        .unwrap_or_default();
     Ok(MeOut {
         user: user_out(&user),
         shop: shop_out(&shop),
-        role,
+        role: role.unwrap_or_default(),
         scopes: p.scopes.iter().map(|s| s.as_str().to_string()).collect(),
     })
 }

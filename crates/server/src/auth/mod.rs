@@ -52,4 +52,6 @@ pub struct AuthService {
     pub limiter: FailureLimiter,
     /// Revoked access tokens.
     pub revoked: Arc<RevocationList>,
+    /// Access tokens whose signature already verified.
+    pub verified: tokens::VerifiedCache,
 }

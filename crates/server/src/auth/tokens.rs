@@ -143,7 +143,30 @@ impl AuthService {
     }
 
     /// Verifies signature, issuer, audience, time window and the deny-list.
+    ///
+    /// A token whose signature was already checked is served from a small in-memory cache until
+    /// it expires (the signature check is most of the cost of an authenticated request); the
+    /// deny-list and the expiry are still checked on every call.
     pub async fn verify_access(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = Timestamp::now().unix_seconds();
+        if let Some(claims) = self.verified.get(token) {
+            if claims.exp + 5 < now {
+                return Err(TokenError::Expired);
+            }
+            if self.revoked.is_revoked(&claims.jti) {
+                return Err(TokenError::Revoked);
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_signature(token).await?;
+        if self.revoked.is_revoked(&claims.jti) {
+            return Err(TokenError::Revoked);
+        }
+        self.verified.insert(token, &claims, now);
+        Ok(claims)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
@@ -164,9 +187,36 @@ impl AuthService {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
             _ => TokenError::Invalid,
         })?;
-        if self.revoked.is_revoked(&data.claims.jti) {
-            return Err(TokenError::Revoked);
-        }
         Ok(data.claims)
+    }
+}
+
+/// Access tokens whose signature verified, by their exact text, until they expire.
+#[derive(Default)]
+pub struct VerifiedCache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, Claims>>,
+}
+
+/// Tokens remembered at most; past it, expired ones are dropped, then everything if needed.
+const VERIFIED_CAP: usize = 20_000;
+
+impl VerifiedCache {
+    fn get(&self, token: &str) -> Option<Claims> {
+        self.entries
+            .read()
+            .expect("verified cache lock")
+            .get(token)
+            .cloned()
+    }
+
+    fn insert(&self, token: &str, claims: &Claims, now: i64) {
+        let mut e = self.entries.write().expect("verified cache lock");
+        if e.len() >= VERIFIED_CAP {
+            e.retain(|_, c| c.exp >= now);
+            if e.len() >= VERIFIED_CAP {
+                e.clear();
+            }
+        }
+        e.insert(token.to_string(), claims.clone());
     }
 }
