@@ -30,17 +30,20 @@ pub struct OrderUpdate {
 pub struct OrderFeed {
     local: broadcast::Sender<Arc<OrderUpdate>>,
     redis: Option<(redis::aio::ConnectionManager, String)>,
+    /// Fires at shutdown so open streams end and the server can drain.
+    stop: CancellationToken,
 }
 
 /// Updates a slow subscriber may fall behind by before it skips ahead.
 const CAPACITY: usize = 1024;
 
 impl OrderFeed {
-    /// In-process only (one instance).
-    pub fn local() -> Self {
+    /// In-process only (one instance); streams end when `stop` fires.
+    pub fn local(stop: CancellationToken) -> Self {
         Self {
             local: broadcast::channel(CAPACITY).0,
             redis: None,
+            stop,
         }
     }
 
@@ -51,10 +54,11 @@ impl OrderFeed {
         let conn = redis::aio::ConnectionManager::new(client.clone()).await?;
         let channel = format!("{prefix}orders");
         let local = broadcast::channel(CAPACITY).0;
-        tokio::spawn(relay(client, channel.clone(), local.clone(), stop));
+        tokio::spawn(relay(client, channel.clone(), local.clone(), stop.clone()));
         Ok(Self {
             local,
             redis: Some((conn, channel)),
+            stop,
         })
     }
 
@@ -77,6 +81,11 @@ impl OrderFeed {
     /// A new subscription to every update; callers filter what their user may see.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<OrderUpdate>> {
         self.local.subscribe()
+    }
+
+    /// Fires when the server shuts down.
+    pub fn stopping(&self) -> CancellationToken {
+        self.stop.clone()
     }
 }
 

@@ -84,7 +84,7 @@ impl Application {
             Some(url) => {
                 OrderFeed::redis(url.expose(), &config.redis_prefix, background.clone()).await?
             }
-            None => OrderFeed::local(),
+            None => OrderFeed::local(background.clone()),
         };
         let state = AppState {
             db: db.clone(),
@@ -149,6 +149,9 @@ impl Application {
             }
             () = shutdown.cancelled() => {
                 tracing::info!(deadline_s = self.shutdown_timeout.as_secs_f64(), "shutting down: finishing in-flight requests");
+                // Background tasks stop and open event streams end, so draining waits only for
+                // real requests.
+                self.background.cancel();
                 match tokio::time::timeout(self.shutdown_timeout, &mut server).await {
                     Ok(res) => res.context("the server task failed")?.context("the server stopped")?,
                     Err(_) => {

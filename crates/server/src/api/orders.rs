@@ -385,11 +385,8 @@ pub async fn create(
     let new = NewOrder {
         customer: p.user,
         notes,
-        source: if matches!(p.credential, crate::auth::Credential::ApiKey { .. }) {
-            "api"
-        } else {
-            "web"
-        },
+        // The JSON API; the web pages create with source `web`.
+        source: "api",
         external_id: None,
         currency: items.iter().find_map(|i| i.currency.clone()),
         total_minor: rules::total_minor(&lines),
@@ -808,5 +805,8 @@ pub async fn stream(
             }
         }
     });
+    // End the stream at shutdown so graceful shutdown does not wait for idle listeners.
+    let events =
+        futures_util::StreamExt::take_until(events, state.feed.stopping().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -354,8 +354,46 @@ async fn serve_logs_json_with_the_request_id_and_stops_cleanly_on_sigterm(engine
     assert_eq!(line["span"]["route"], "/readyz", "{line}");
     assert_eq!(line["status"], 200, "{line}");
 
+    // An open event stream does not hold shutdown up until the drain deadline.
+    let reg = client
+        .post(format!("http://{}/api/v1/auth/register", server.addr))
+        .json(&serde_json::json!({ "username": "streamer1", "password": crate::harness::PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), 201);
+    let t: serde_json::Value = client
+        .post(format!("http://{}/api/v1/auth/token", server.addr))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "streamer1"),
+            ("password", crate::harness::PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut stream = client
+        .get(format!("http://{}/api/v1/orders/stream", server.addr))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let started = Instant::now();
     let status = server.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped in {:?} with a stream open",
+        started.elapsed()
+    );
+    assert!(
+        matches!(stream.chunk().await, Ok(None) | Err(_)),
+        "the stream ended"
+    );
     server.wait_for(|l| l["message"] == "stopped");
     assert!(
         std::net::TcpStream::connect(&server.addr).is_err(),
