@@ -6,7 +6,8 @@ use crate::{Db, StoreError};
 /// Does a table with this name exist in the database's current schema?
 pub async fn table_exists(db: &Db, name: &str) -> Result<bool, StoreError> {
     let n: i64 = match db {
-        Db::Sqlite(pool) => {
+        Db::Sqlite(sqlite) => {
+            let pool = &sqlite.pool;
             sqlx::query_scalar(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
             )

@@ -16,7 +16,7 @@ pub mod schema;
 pub mod scope;
 pub mod tokens;
 
-pub use db::{Db, DbOptions, Engine, PoolStats, SqliteSync, redact_url};
+pub use db::{Db, DbOptions, Engine, PoolStats, SqliteDb, SqliteSync, redact_url};
 pub use error::StoreError;
 pub use migrate::MigrationStatus;
 pub use scope::ShopScope;
@@ -28,7 +28,10 @@ pub use scope::ShopScope;
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.pool;
+                $body
+            }
             $crate::Db::Postgres($pool) => $body,
         }
     };

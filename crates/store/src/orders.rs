@@ -152,9 +152,23 @@ pub enum Created {
     KeyReused,
 }
 
+const ORDER_COLUMNS: &str = "SELECT o.id, o.customer_id, u.username AS customer_username, o.status, o.notes, o.source, \
+     o.external_id, o.currency, o.total_minor, o.created_at, o.updated_at, o.decided_at, o.decided_by, o.reason";
 const ORDER_SELECT: &str = "SELECT o.id, o.customer_id, u.username AS customer_username, o.status, o.notes, o.source, \
      o.external_id, o.currency, o.total_minor, o.created_at, o.updated_at, o.decided_at, o.decided_by, o.reason \
      FROM orders o LEFT JOIN users u ON u.id = o.customer_id";
+
+/// The tables a filtered query reads. A username filter starts from the matching users and
+/// reaches their orders through the `(shop_id, customer_id, ...)` indexes; `CROSS JOIN` makes
+/// SQLite keep that order (PostgreSQL plans it as an inner join either way). Without it,
+/// planners may scan every order of the shop and test each against the user list.
+fn from_tables(f: &Filter) -> &'static str {
+    if f.username_exact.is_some() || f.username_contains.is_some() {
+        " FROM users f CROSS JOIN orders o"
+    } else {
+        " FROM orders o"
+    }
+}
 
 fn outbox_payload(
     event: &str,
@@ -188,6 +202,7 @@ pub async fn create(
     let shop = scope.shop_id().0;
     let id = Uuid::now_v7();
     let event_id = Uuid::now_v7();
+    let write = db.write_lock().await;
     let now = Timestamp::now().0;
     let existing: Option<(Uuid, Vec<u8>)> = on_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
@@ -231,6 +246,7 @@ pub async fn create(
         tx.commit().await?;
         Ok(None)
     }.await)?;
+    drop(write);
     match (existing, idem) {
         (Some((order_id, hash)), Some(k)) => {
             if hash == k.request_hash {
@@ -351,6 +367,7 @@ pub async fn transition(
     c: &Change<'_>,
 ) -> Result<Transition, StoreError> {
     let shop = scope.shop_id().0;
+    let write = db.write_lock().await;
     let now = Timestamp::now().0;
     let applied: Option<Option<Uuid>> = on_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
@@ -377,6 +394,7 @@ pub async fn transition(
         tx.commit().await?;
         Ok(Some(customer))
     }.await)?;
+    drop(write);
     match applied {
         Some(_) => Ok(Transition::Done(Box::new(
             get(db, scope, id).await?.ok_or(StoreError::NotFound)?,
@@ -428,7 +446,7 @@ fn where_clause(scope: ShopScope, f: &Filter, with_status: bool) -> (String, Vec
     if let Some(u) = &f.username_exact {
         push(
             &mut sql,
-            " AND o.customer_id IN (SELECT id FROM users WHERE username_folded = ?)",
+            " AND o.customer_id = f.id AND f.username_folded = ?",
             Arg::Text(u.clone()),
         );
     }
@@ -439,7 +457,7 @@ fn where_clause(scope: ShopScope, f: &Filter, with_status: bool) -> (String, Vec
             .replace('_', "\\_");
         push(
             &mut sql,
-            " AND o.customer_id IN (SELECT id FROM users WHERE username_folded LIKE ? ESCAPE '\\')",
+            " AND o.customer_id = f.id AND f.username_folded LIKE ? ESCAPE '\\'",
             Arg::Text(format!("%{escaped}%")),
         );
     }
@@ -481,7 +499,8 @@ pub async fn list(
     }
     args.push(Arg::Int(limit));
     let sql = sqlx::AssertSqlSafe(format!(
-        "{ORDER_SELECT}{clause} ORDER BY o.id DESC LIMIT ${}",
+        "{ORDER_COLUMNS}{} LEFT JOIN users u ON u.id = o.customer_id{clause} ORDER BY o.id DESC LIMIT ${}",
+        from_tables(f),
         args.len()
     ));
     Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
@@ -495,7 +514,8 @@ pub async fn counts(
 ) -> Result<Vec<(String, i64)>, StoreError> {
     let (clause, args) = where_clause(scope, f, false);
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT o.status, count(*) FROM orders o{clause} GROUP BY o.status"
+        "SELECT o.status, count(*){}{clause} GROUP BY o.status",
+        from_tables(f)
     ));
     Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
 }

@@ -26,7 +26,8 @@ impl Db {
     pub async fn schema(&self) -> Result<Schema, StoreError> {
         let mut schema = Schema::default();
         match self {
-            Db::Sqlite(pool) => {
+            Db::Sqlite(sqlite) => {
+                let pool = &sqlite.pool;
                 let tables: Vec<String> = sqlx::query_scalar(
                     "SELECT name FROM sqlite_master WHERE type = 'table' \
                      AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
