@@ -52,6 +52,10 @@ pub struct AppState {
     pub auth: std::sync::Arc<auth::AuthService>,
     /// Live order updates.
     pub feed: feed::OrderFeed,
+    /// Background jobs: enqueue and operate.
+    pub jobs: shopkeep_jobs::Jobs,
+    /// True when this process runs job workers (shown as queue concurrency).
+    pub jobs_local: bool,
 }
 
 /// HTTP limits applied to every route.
@@ -77,6 +81,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(api::audit::router())
         .merge(api::orders::router())
         .merge(api::admin_orders::router())
+        .merge(api::jobs::router())
 }
 
 /// The OpenAPI document alone, as served at `/api/openapi.json`.
@@ -88,6 +93,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState, http: &HttpOptions) -> Router {
     metrics::recorder();
     metrics::describe();
+    shopkeep_jobs::describe_metrics();
     ::metrics::gauge!("shopkeep_build_info",
         "version" => state.build.version, "commit" => state.build.commit, "engine" => state.db.engine().as_str())
     .set(1.0);

@@ -23,6 +23,7 @@ use crate::problem::{FieldError, Problem};
         (name = "api-keys", description = "Per-shop API keys"),
         (name = "audit", description = "The shop's audit log"),
         (name = "orders", description = "Order requests, the approval workflow, live updates, search, export and statistics"),
+        (name = "jobs", description = "Background jobs, queues and cron schedules (platform:admin)"),
     )
 )]
 pub struct ApiDoc;

@@ -22,8 +22,9 @@ use shopkeep_server::feed::OrderFeed;
 use shopkeep_server::ratelimit::FailureLimiter;
 use shopkeep_store::accounts;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::{admin, keys};
+use shopkeep_jobs::{Jobs, Registry, builtin};
 
 /// Version and commit of this build.
 pub const BUILD: BuildInfo = BuildInfo {
@@ -39,11 +40,20 @@ pub struct Application {
     shutdown_timeout: Duration,
     roles: String,
     background: CancellationToken,
+    jobs: Jobs,
+    job_tasks: Vec<tokio::task::JoinHandle<()>>,
+    jobs_stop: CancellationToken,
 }
 
 impl Application {
     /// Prepares the data directory and keys, connects and migrates the database, binds the port.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with(config, Registry::new()).await
+    }
+
+    /// Like [`Application::build`], with job handlers besides shopkeep's own (an embedding
+    /// program's, or a test's).
+    pub async fn build_with(config: Config, mut registry: Registry) -> anyhow::Result<Application> {
         prepare_data_dir(&config)?;
         let secret_key = keys::secret_key(&config)?;
         let db = Db::connect(&config.db_options()).await?;
@@ -86,11 +96,27 @@ impl Application {
             }
             None => OrderFeed::local(background.clone()),
         };
+        builtin::register(&mut registry);
+        let jobs = Jobs::new(db.clone(), registry, config.jobs.options());
+        jobs.define_builtin_schedules()
+            .await
+            .map_err(|e| anyhow::anyhow!("storing the built-in schedules: {e:?}"))?;
+        let runs_workers = config.roles.contains(&Role::Worker);
+        let jobs_stop = CancellationToken::new();
+        let mut job_tasks = Vec::new();
+        if runs_workers {
+            job_tasks.push(tokio::spawn(jobs.clone().run_workers(jobs_stop.clone())));
+        }
+        if config.roles.contains(&Role::Scheduler) {
+            job_tasks.push(tokio::spawn(jobs.clone().run_scheduler(jobs_stop.clone())));
+        }
         let state = AppState {
             db: db.clone(),
             build: BUILD,
             auth,
             feed,
+            jobs: jobs.clone(),
+            jobs_local: runs_workers,
         };
         let http = HttpOptions {
             request_timeout: config.http.request_timeout,
@@ -114,6 +140,9 @@ impl Application {
             shutdown_timeout: config.http.shutdown_timeout,
             roles,
             background,
+            jobs,
+            job_tasks,
+            jobs_stop,
         })
     }
 
@@ -127,6 +156,11 @@ impl Application {
     /// The database pool, for tests and admin commands.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The job system, for tests and embedding programs.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
     }
 
     /// Serves until `shutdown` fires, then stops accepting, lets in-flight requests finish up to
@@ -162,6 +196,14 @@ impl Application {
             }
         }
         self.background.cancel();
+        // Workers stop claiming, let running jobs finish (up to jobs.shutdown_grace) and release
+        // the rest; the pool closes after them.
+        self.jobs_stop.cancel();
+        for t in self.job_tasks {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "a job task failed");
+            }
+        }
         if tokio::time::timeout(Duration::from_secs(5), self.db.close())
             .await
             .is_err()

@@ -355,6 +355,9 @@ pub struct Change<'a> {
     pub request_id: &'a str,
     /// Outbox event type (`order.approved`).
     pub event_type: &'a str,
+    /// Jobs enqueued in the same transaction (the decision hook): they exist if and only if the
+    /// change commits.
+    pub jobs: &'a [crate::jobs::NewJob],
 }
 
 /// Moves an order from `from` to `to` if, and only if, it is still in `from`: of two admins
@@ -391,6 +394,9 @@ pub async fn transition(
             .bind(Uuid::now_v7()).bind(shop).bind(c.event_type).bind(id.to_string())
             .bind(outbox_payload(c.event_type, shop, id, c.to, customer, now)).bind(now)
             .execute(&mut *tx).await?;
+        if !c.jobs.is_empty() {
+            crate::jobs::enqueue_in(&mut *tx, c.jobs, now).await?;
+        }
         tx.commit().await?;
         Ok(Some(customer))
     }.await)?;

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use shopkeep_domain::accounts;
 use shopkeep_domain::{Timestamp, UserId};
 use shopkeep_store::accounts::{self as store, PreferencesPatch, UserRow};
-use utoipa::ToSchema;
+use shopkeep_store::notifications;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -14,12 +15,14 @@ use uuid::Uuid;
 use super::Checks;
 use super::shops::{ShopOut, shop_out};
 use crate::auth::Principal;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::{ApiError, AppState, Problem};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(me, update_me))
+    OpenApiRouter::new()
+        .routes(routes!(me, update_me))
+        .routes(routes!(notifications))
 }
 
 /// A user as shown to themselves and to shop admins.
@@ -153,4 +156,77 @@ pub async fn update_me(
     c.finish()?;
     store::update_preferences(&state.db, user_id, &patch).await?;
     me_out(&state, &p, user_id).await.map(Json)
+}
+
+/// A notice to the caller (an order decided, ...).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationOut {
+    /// Id.
+    pub id: Uuid,
+    /// `order.approved`, `order.rejected`.
+    pub kind: String,
+    /// One line.
+    pub subject: String,
+    /// Text.
+    pub body: String,
+    /// What it is about (an order id).
+    pub resource_id: Option<String>,
+    /// RFC 3339.
+    #[schema(value_type = String)]
+    pub created_at: Timestamp,
+}
+
+/// A page of notices.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationPage {
+    /// Newest first.
+    pub items: Vec<NotificationOut>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Paging of notices.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationQuery {
+    /// 1-100, default 20.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The caller's notices in the current shop, newest first (written by background jobs, for
+/// example when an admin decides one of their orders).
+#[utoipa::path(get, path = "/api/v1/me/notifications", tag = "auth", security(("bearer" = [])), params(NotificationQuery),
+    responses((status = 200, description = "A page", body = NotificationPage),
+        (status = 400, description = "Bad paging", body = Problem, content_type = "application/problem+json")))]
+pub async fn notifications(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<NotificationQuery>,
+) -> Result<Json<NotificationPage>, ApiError> {
+    let user = p.user()?;
+    let (_, limit, before) = super::orders::page_params(None, q.limit, q.cursor.as_deref())?;
+    let mut rows = notifications::for_user(&state.db, p.scope, user, before, limit + 1).await?;
+    let n = usize::try_from(limit).unwrap_or(20);
+    let more = rows.len() > n;
+    rows.truncate(n);
+    Ok(Json(NotificationPage {
+        next_cursor: if more {
+            rows.last().map(|r| shopkeep_domain::cursor::encode(&r.id))
+        } else {
+            None
+        },
+        items: rows
+            .into_iter()
+            .map(|r| NotificationOut {
+                id: r.id,
+                kind: r.kind,
+                subject: r.subject,
+                body: r.body,
+                resource_id: r.resource_id,
+                created_at: Timestamp(r.created_at),
+            })
+            .collect(),
+    }))
 }

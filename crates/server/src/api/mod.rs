@@ -4,6 +4,7 @@ pub mod admin_orders;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod jobs;
 pub mod me;
 pub mod orders;
 pub mod shops;

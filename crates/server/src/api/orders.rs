@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use shopkeep_domain::accounts::Scope;
 use shopkeep_domain::orders::{self as rules, Action, Status};
 use shopkeep_domain::{Invalid, Timestamp, UserId, cursor};
+use shopkeep_jobs::{Enqueue, builtin};
 use shopkeep_store::orders::{
     self as store, Change, Created, Filter, FullOrder, IdempotencyKey, ItemRow, NewItem, NewOrder,
     OrderRow, Transition,
@@ -711,9 +712,40 @@ async fn act(
             Action::Reject => "order.rejected",
             Action::Cancel => "order.cancelled",
         },
+        jobs: &[],
+    };
+    let decision_job = match action {
+        Action::Cancel => None,
+        _ => {
+            let e = Enqueue::new(
+                builtin::ORDER_DECISION,
+                builtin::OrderDecision {
+                    order_id: id,
+                    status: to.as_str().to_string(),
+                },
+            )
+            .shop(p.scope.shop_id().0);
+            match state.jobs.prepare(&e, Timestamp::now()) {
+                Ok(j) => Some(j),
+                Err(errors) => {
+                    tracing::error!(
+                        ?errors,
+                        "the order decision hook job is invalid; not enqueued"
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let change = Change {
+        jobs: decision_job.as_slice(),
+        ..change
     };
     match store::transition(&state.db, p.scope, id, &change).await? {
         Transition::Done(o) => {
+            if let Some(j) = &decision_job {
+                state.jobs.wake_queues([j.queue.as_str()]);
+            }
             publish(state, p, &o).await;
             Ok(Json(detail(state, p, *o).await?))
         }

@@ -45,6 +45,24 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// `default=10,maintenance=1` as queue -> concurrency.
+fn parse_queues(s: &str) -> Option<std::collections::BTreeMap<String, usize>> {
+    let mut out = std::collections::BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (q, n) = part.split_once('=')?;
+        let (q, n) = (q.trim(), n.trim().parse::<usize>().ok()?);
+        let ok = !q.is_empty()
+            && q.len() <= 64
+            && q.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+        if !ok || n > 1000 {
+            return None;
+        }
+        out.insert(q.to_string(), n);
+    }
+    Some(out)
+}
+
 /// Every key shopkeep reads, for the unknown-key check and its "did you mean" hint.
 const KNOWN: &[&str] = &[
     "data_dir",
@@ -76,6 +94,13 @@ const KNOWN: &[&str] = &[
     "auth.login_max_failures",
     "auth.login_failure_window",
     "auth.trusted_proxies",
+    "jobs.queues",
+    "jobs.default_concurrency",
+    "jobs.poll_interval",
+    "jobs.lease",
+    "jobs.keep_finished",
+    "jobs.shutdown_grace",
+    "jobs.claim_batch",
 ];
 
 /// Environment names that start with the prefix but are not configuration keys.
@@ -418,6 +443,47 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
                 .then_some(list)
         },
     );
+
+    let j = &mut c.jobs;
+    t.take(
+        "jobs.queues",
+        "a list such as default=10,maintenance=1 (queue=concurrency, 0-1000)",
+        &mut j.queues,
+        |r| parse_queues(&r.string()?),
+    );
+    t.take(
+        "jobs.default_concurrency",
+        "a whole number from 0 to 1000",
+        &mut j.default_concurrency,
+        |r| {
+            r.uint()
+                .filter(|n| *n <= 1000)
+                .and_then(|n| usize::try_from(n).ok())
+        },
+    );
+    t.take(
+        "jobs.claim_batch",
+        "a whole number from 1 to 1000",
+        &mut j.claim_batch,
+        |r| {
+            r.uint()
+                .filter(|n| (1..=1000).contains(n))
+                .and_then(|n| usize::try_from(n).ok())
+        },
+    );
+    for (key, slot) in [
+        ("jobs.poll_interval", &mut j.poll_interval),
+        ("jobs.lease", &mut j.lease),
+        ("jobs.keep_finished", &mut j.keep_finished),
+        ("jobs.shutdown_grace", &mut j.shutdown_grace),
+    ] {
+        t.take(
+            key,
+            "a duration such as 500ms, 5s or 2m (more than zero)",
+            slot,
+            |r| r.duration().filter(|d| !d.is_zero()),
+        );
+    }
 
     let env_value = |name: &str| {
         sources

@@ -118,6 +118,43 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `ADMIN_USERNAME` / `ADMIN_PASSWORD`: a platform admin created at start when missing.
     pub bootstrap_admin: Option<(String, Secret<String>)>,
+    /// Background jobs.
+    pub jobs: JobsConfig,
+}
+
+/// Background job settings (the `worker` role).
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Concurrency per queue (`default=10,maintenance=1`); 0 leaves a queue to other instances.
+    pub queues: std::collections::BTreeMap<String, usize>,
+    /// Concurrency of a queue not listed.
+    pub default_concurrency: usize,
+    /// How often idle workers look for due jobs nobody told them about.
+    pub poll_interval: Duration,
+    /// A worker that stops renewing a job's lease for this long loses the job to another.
+    pub lease: Duration,
+    /// Finished jobs and their results are kept this long.
+    pub keep_finished: Duration,
+    /// On shutdown, running jobs may finish for this long before they are released.
+    pub shutdown_grace: Duration,
+    /// Most jobs one claim takes.
+    pub claim_batch: usize,
+}
+
+impl JobsConfig {
+    /// Options for [`shopkeep_jobs::Jobs::new`].
+    pub fn options(&self) -> shopkeep_jobs::JobsOptions {
+        shopkeep_jobs::JobsOptions {
+            concurrency: self.queues.clone(),
+            default_concurrency: self.default_concurrency,
+            poll_interval: self.poll_interval,
+            lease: self.lease,
+            keep_finished: self.keep_finished,
+            claim_batch: self.claim_batch,
+            shutdown_grace: self.shutdown_grace,
+            ..shopkeep_jobs::JobsOptions::default()
+        }
+    }
 }
 
 /// Password hashing algorithm for new hashes.
@@ -235,6 +272,18 @@ impl Config {
                 trusted_proxies: Vec::new(),
             },
             bootstrap_admin: None,
+            jobs: {
+                let d = shopkeep_jobs::JobsOptions::default();
+                JobsConfig {
+                    queues: d.concurrency,
+                    default_concurrency: d.default_concurrency,
+                    poll_interval: d.poll_interval,
+                    lease: d.lease,
+                    keep_finished: d.keep_finished,
+                    shutdown_grace: d.shutdown_grace,
+                    claim_batch: d.claim_batch,
+                }
+            },
         }
     }
 
@@ -292,7 +341,9 @@ impl Config {
              [log]\nformat = \"{format}\"\nlevel = {level:?}\n\n\
              [auth]\npassword_hash = \"{ph}\"\nbcrypt_cost = {cost}\nhash_concurrency = {hc}\naccess_token_ttl = \"{att}\"\n\
              refresh_token_ttl = \"{rtt}\"\nissuer = {iss:?}\naudience = {aud:?}\nlogin_max_failures = {lmf}\n\
-             login_failure_window = \"{lfw}\"\ntrusted_proxies = {tp:?}\n",
+             login_failure_window = \"{lfw}\"\ntrusted_proxies = {tp:?}\n\n\
+             [jobs]\nqueues = {jq:?}\ndefault_concurrency = {jdc}\npoll_interval = \"{jpi}\"\nlease = \"{jl}\"\n\
+             keep_finished = \"{jkf}\"\nshutdown_grace = \"{jsg}\"\nclaim_batch = {jcb}\n",
             data_dir = self.data_dir.display().to_string(),
             listen = self.listen,
             redis = url(&self.redis_url),
@@ -326,6 +377,19 @@ impl Config {
             lmf = self.auth.login_max_failures,
             lfw = values::show_duration(self.auth.login_failure_window),
             tp = self.auth.trusted_proxies,
+            jq = self
+                .jobs
+                .queues
+                .iter()
+                .map(|(q, n)| format!("{q}={n}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            jdc = self.jobs.default_concurrency,
+            jpi = values::show_duration(self.jobs.poll_interval),
+            jl = values::show_duration(self.jobs.lease),
+            jkf = values::show_duration(self.jobs.keep_finished),
+            jsg = values::show_duration(self.jobs.shutdown_grace),
+            jcb = self.jobs.claim_batch,
         )
     }
 }
