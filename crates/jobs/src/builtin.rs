@@ -16,6 +16,9 @@ pub const RETENTION: &str = "shopkeep.retention";
 /// Runs after an order is approved or rejected: writes the customer's notice (and, later,
 /// email and webhooks hang off the same job).
 pub const ORDER_DECISION: &str = "orders.decision";
+/// Does nothing and succeeds: proves a deployment's enqueue-claim-complete path end to end (the
+/// benchmarks measure the queue itself with it).
+pub const NOOP: &str = "shopkeep.noop";
 /// The queue of shopkeep's housekeeping.
 pub const MAINTENANCE_QUEUE: &str = "maintenance";
 /// When retention runs: hourly, at minute 17.
@@ -50,6 +53,11 @@ pub fn register(registry: &mut Registry) {
                 serde_json::json!({ "tokens_removed": tokens, "jobs_removed": jobs }),
             ))
         },
+    );
+    registry.register(
+        NOOP,
+        KindPolicy::default(),
+        |_: JobContext, _: serde_json::Value| async { Ok(None) },
     );
     registry.register(
         ORDER_DECISION,

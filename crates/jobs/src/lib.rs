@@ -179,6 +179,7 @@ pub(crate) struct Inner {
     pub(crate) wakers: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) running: Mutex<HashMap<Uuid, CancellationToken>>,
     pub(crate) stopping: AtomicBool,
+    pub(crate) paused: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The job system: enqueue, operate, and run workers and the scheduler. Cheap to clone.
@@ -207,6 +208,7 @@ impl Jobs {
                 wakers: Mutex::default(),
                 running: Mutex::default(),
                 stopping: AtomicBool::new(false),
+                paused: Mutex::default(),
             }),
         }
     }
@@ -423,6 +425,14 @@ impl Jobs {
     /// Pauses or resumes a queue on every instance (workers notice within a poll interval).
     pub async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
         store::set_queue_paused(&self.inner.db, queue, paused, Timestamp::now().0).await?;
+        {
+            let mut set = self.inner.paused.lock().unwrap_or_else(|p| p.into_inner());
+            if paused {
+                set.insert(queue.to_string());
+            } else {
+                set.remove(queue);
+            }
+        }
         if !paused {
             self.wake_queues([queue]);
         }

@@ -129,15 +129,24 @@ impl Jobs {
         let waker = self.waker(&queue);
         let poll = self.inner.opts.poll_interval;
         let mut paused_checked = Instant::now() - Duration::from_secs(10);
-        let mut paused = false;
         loop {
+            // Pauses made through this process apply at once; others' within a poll interval.
             if paused_checked.elapsed() >= poll {
                 paused_checked = Instant::now();
                 match store::paused_queues(&self.inner.db).await {
-                    Ok(p) => paused = p.contains(&queue),
+                    Ok(p) => {
+                        *self.inner.paused.lock().unwrap_or_else(|p| p.into_inner()) =
+                            p.into_iter().collect();
+                    }
                     Err(e) => tracing::warn!(queue, error = %e, "reading paused queues failed"),
                 }
             }
+            let paused = self
+                .inner
+                .paused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&queue);
             if paused {
                 tokio::select! {
                     () = tokio::time::sleep(poll) => continue,

@@ -150,6 +150,9 @@ impl TestStorage {
         // Fast hashes keep the suite quick; production uses cost 12.
         c.auth.bcrypt_cost = 4;
         c.auth.hash_concurrency = 2;
+        // Idle workers look for due jobs often, so retries and delays show up quickly.
+        c.jobs.poll_interval = std::time::Duration::from_millis(100);
+        c.jobs.shutdown_grace = std::time::Duration::from_secs(2);
         c
     }
 
@@ -166,12 +169,22 @@ pub struct TestApp {
     pub db: Db,
     pub storage: TestStorage,
     shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestApp {
     /// `http://127.0.0.1:PORT` + path.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the app gracefully, waits until it has stopped, and hands back its storage.
+    pub async fn stop(mut self) -> TestStorage {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.expect("app task").expect("app stops cleanly");
+        }
+        self.into_storage()
     }
 
     /// Stops the app and hands back its storage, to start another app on it.
@@ -309,13 +322,22 @@ pub async fn spawn_with_admin(engine: Engine) -> (TestApp, String) {
 
 /// Starts the real application with a configuration the test adjusted.
 pub async fn spawn_with(storage: TestStorage, config: Config) -> TestApp {
-    let app = Application::build(config)
+    spawn_with_jobs(storage, config, shopkeep_jobs::Registry::new()).await
+}
+
+/// Starts the real application with extra job handlers.
+pub async fn spawn_with_jobs(
+    storage: TestStorage,
+    config: Config,
+    registry: shopkeep_jobs::Registry,
+) -> TestApp {
+    let app = Application::build_with(config, registry)
         .await
         .expect("application builds");
     let addr = app.local_addr();
     let db = app.db().clone();
     let shutdown = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let task = Some(tokio::spawn(app.run_until_stopped(shutdown.clone())));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -326,6 +348,7 @@ pub async fn spawn_with(storage: TestStorage, config: Config) -> TestApp {
         db,
         storage,
         shutdown,
+        task,
     }
 }
 

@@ -5,6 +5,8 @@ mod harness;
 mod auth;
 mod binary;
 mod health;
+mod jobs;
+mod jobs_process;
 mod orders;
 mod schema;
 mod tenancy;

@@ -1,0 +1,283 @@
+//! Worker processes: one killed with SIGKILL mid-job (the job runs again and its idempotent
+//! effect lands once), and two sharing one database (no attempt runs twice).
+//!
+//! The worker processes are this test binary again, running only `worker_process_entry` with
+//! `SHOPKEEP_TEST_WORKER` set: a real `shopkeep` application in the `worker` role, with one test
+//! handler that records each run and applies an effect keyed by the job id.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use shopkeep::Config;
+use shopkeep_jobs::{JobContext, KindPolicy, Registry};
+use shopkeep_store::jobs::{self as store, NewJob};
+use shopkeep_store::{Db, on_pool};
+use tokio_util::sync::CancellationToken;
+
+use crate::both_engines;
+use crate::harness::{Engine, TestStorage};
+
+const CHILD_ENV: &str = "SHOPKEEP_TEST_WORKER";
+
+#[derive(Deserialize)]
+struct EffectArgs {
+    /// Sleep this long on the first attempt, after the effect (a worker dies here).
+    #[serde(default)]
+    sleep_first_ms: u64,
+    /// Sleep this long on every attempt.
+    #[serde(default)]
+    sleep_ms: u64,
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register(
+        "test.effect",
+        KindPolicy::default(),
+        |ctx: JobContext, a: EffectArgs| async move {
+            let id = ctx.id.to_string();
+            let pid = i64::from(std::process::id());
+            {
+                let _w = ctx.db().write_lock().await;
+                on_pool!(ctx.db(), pool => {
+                    sqlx::query("INSERT INTO test_runs (job_id, attempt, pid) VALUES ($1, $2, $3)")
+                        .bind(&id).bind(ctx.attempt).bind(pid).execute(pool).await.map_err(shopkeep_jobs::JobError::retry)?;
+                    sqlx::query("INSERT INTO test_effects (job_id) VALUES ($1) ON CONFLICT (job_id) DO NOTHING")
+                        .bind(&id).execute(pool).await.map_err(shopkeep_jobs::JobError::retry)?;
+                });
+            }
+            if ctx.attempt == 1 && a.sleep_first_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(a.sleep_first_ms)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(a.sleep_ms)).await;
+            Ok(None)
+        },
+    );
+    r
+}
+
+fn worker_config(data_dir: PathBuf, url: Option<String>) -> Config {
+    let mut c = Config::defaults(data_dir);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.database_url = url.map(Into::into);
+    c.database.max_connections = 8;
+    c.auth.bcrypt_cost = 4;
+    c.roles = vec![shopkeep::config::Role::Worker];
+    c.jobs.lease = Duration::from_secs(1);
+    c.jobs.poll_interval = Duration::from_millis(50);
+    c.jobs.default_concurrency = 8;
+    c
+}
+
+/// The worker process. Does nothing unless started by the tests below.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_process_entry() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let url = std::env::var("SHOPKEEP_TEST_WORKER_DB").ok();
+    let app = shopkeep::Application::build_with(worker_config(dir.into(), url), registry())
+        .await
+        .expect("worker builds");
+    app.run_until_stopped(CancellationToken::new())
+        .await
+        .unwrap();
+}
+
+/// A worker process, killed (SIGKILL) when dropped.
+struct Worker(Child);
+
+impl Worker {
+    fn start(storage: &TestStorage, name: &str) -> Worker {
+        let log = std::fs::File::create(storage.dir.path().join(format!("{name}.log"))).unwrap();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "jobs_process::worker_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, storage.dir.path().join("data"))
+        .env(
+            "SHOPKEEP_TEST_WORKER_DB",
+            storage.database_url().unwrap_or_default(),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        if storage.database_url().is_none() {
+            cmd.env_remove("SHOPKEEP_TEST_WORKER_DB");
+        }
+        Worker(cmd.spawn().expect("start worker process"))
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn prepare(storage: &TestStorage) -> Db {
+    std::fs::create_dir_all(storage.dir.path().join("data")).unwrap();
+    let db = Db::connect(&storage.config().db_options()).await.unwrap();
+    db.migrate().await.unwrap();
+    on_pool!(&db, pool => {
+        sqlx::query("CREATE TABLE test_runs (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, pid BIGINT NOT NULL)")
+            .execute(pool).await.unwrap();
+        sqlx::query("CREATE TABLE test_effects (job_id TEXT PRIMARY KEY NOT NULL)").execute(pool).await.unwrap();
+    });
+    db
+}
+
+fn effect_job(args: serde_json::Value) -> NewJob {
+    NewJob {
+        kind: "test.effect".into(),
+        queue: "default".into(),
+        args: args.to_string(),
+        priority: 5,
+        run_at: shopkeep_domain::Timestamp::now().0,
+        max_attempts: 5,
+        timeout_ms: 120_000,
+        unique: None,
+        rate_key: None,
+        tags: "[]".into(),
+        shop_id: None,
+    }
+}
+
+async fn count(db: &Db, sql: &'static str) -> i64 {
+    on_pool!(db, pool => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap())
+}
+
+async fn wait_until(
+    db: &Db,
+    sql: &'static str,
+    want: i64,
+    within: Duration,
+    storage: &TestStorage,
+) {
+    let start = Instant::now();
+    loop {
+        if count(db, sql).await == want {
+            return;
+        }
+        if start.elapsed() > within {
+            let logs: Vec<String> = std::fs::read_dir(storage.dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect();
+            panic!(
+                "{sql} is {} after {within:?}, want {want}\n{}",
+                count(db, sql).await,
+                logs.join("\n---\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+both_engines!(
+    a_killed_worker_s_job_runs_again_and_its_effect_lands_once,
+    two_worker_processes_never_run_the_same_attempt
+);
+
+async fn a_killed_worker_s_job_runs_again_and_its_effect_lands_once(engine: Engine) {
+    let storage = TestStorage::new(engine).await;
+    let db = prepare(&storage).await;
+    let now = shopkeep_domain::Timestamp::now().0;
+    let id = store::enqueue(
+        &db,
+        &[effect_job(serde_json::json!({ "sleep_first_ms": 60000 }))],
+        now,
+    )
+    .await
+    .unwrap()[0]
+        .id();
+
+    let mut first = Worker::start(&storage, "first");
+    wait_until(
+        &db,
+        "SELECT count(*) FROM test_runs",
+        1,
+        Duration::from_secs(20),
+        &storage,
+    )
+    .await;
+    first.kill(); // SIGKILL mid-job: no chance to release or record anything.
+
+    let _second = Worker::start(&storage, "second");
+    wait_until(
+        &db,
+        "SELECT count(*) FROM jobs WHERE state = 'succeeded'",
+        1,
+        Duration::from_secs(20),
+        &storage,
+    )
+    .await;
+    let job = store::get(&db, id).await.unwrap().unwrap();
+    assert_eq!(job.attempt, 2, "the second attempt completed it");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM test_effects").await,
+        1,
+        "the effect landed once"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM test_runs").await, 2);
+    let attempts = store::attempts(&db, id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].attempt, attempts[0].outcome.as_str()),
+        (1, "lost")
+    );
+    db.close().await;
+}
+
+async fn two_worker_processes_never_run_the_same_attempt(engine: Engine) {
+    let storage = TestStorage::new(engine).await;
+    let db = prepare(&storage).await;
+    let _a = Worker::start(&storage, "a");
+    let _b = Worker::start(&storage, "b");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let jobs: Vec<NewJob> = (0..600)
+        .map(|_| effect_job(serde_json::json!({ "sleep_ms": 10 })))
+        .collect();
+    store::enqueue(&db, &jobs, shopkeep_domain::Timestamp::now().0)
+        .await
+        .unwrap();
+    wait_until(
+        &db,
+        "SELECT count(*) FROM jobs WHERE state = 'succeeded'",
+        600,
+        Duration::from_secs(40),
+        &storage,
+    )
+    .await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM test_runs").await,
+        600,
+        "each job ran once"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM (SELECT job_id, attempt FROM test_runs GROUP BY job_id, attempt HAVING count(*) > 1) d").await,
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM jobs WHERE attempt <> 1").await,
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(DISTINCT pid) FROM test_runs").await,
+        2,
+        "both processes worked"
+    );
+    db.close().await;
+}
