@@ -9,6 +9,7 @@ pub mod health;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod operator;
 pub mod problem;
 pub mod ratelimit;
 
@@ -101,6 +102,7 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
     let (routes, api) = api_routes().split_for_parts();
     let app = routes
         .route("/metrics", get(metrics::render))
+        .merge(operator::router())
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", api))
         .with_state(state);
     with_middleware(app, http)

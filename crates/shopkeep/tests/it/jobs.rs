@@ -52,6 +52,11 @@ fn registry() -> Registry {
         |_: JobContext, _: Value| async move { Err(JobError::fatal("bad input")) },
     );
     r.register(
+        "test.xss",
+        fast("default"),
+        |_: JobContext, _: Value| async move { Err(JobError::fatal("<script>alert(1)</script>")) },
+    );
+    r.register(
         "test.panic",
         fast("default"),
         |ctx: JobContext, _: Value| async move {
@@ -181,6 +186,7 @@ both_engines!(
     backoff_survives_a_restart,
     a_schedule_fires_once_per_tick_across_three_instances,
     shutdown_releases_running_jobs_without_counting_the_attempt,
+    the_dashboard_shows_queues_charts_and_the_dead_set_to_admins_only,
 );
 
 async fn jobs_run_report_progress_and_keep_results(engine: Engine) {
@@ -810,4 +816,100 @@ async fn shutdown_releases_running_jobs_without_counting_the_attempt(engine: Eng
         "SELECT state, attempt FROM jobs WHERE kind = 'test.sleep'").fetch_one(pool).await.unwrap());
     assert_eq!((state.as_str(), attempt), ("queued", 0));
     db.close().await;
+}
+
+async fn the_dashboard_shows_queues_charts_and_the_dead_set_to_admins_only(engine: Engine) {
+    let (app, token) = admin_app(engine).await;
+    let id = enqueue_id(
+        &app,
+        &token,
+        json!({ "kind": "test.xss", "max_attempts": 1 }),
+    )
+    .await;
+    wait_state(&app, &token, &id, "dead").await;
+    let ok = enqueue_id(&app, &token, json!({ "kind": "test.echo" })).await;
+    wait_state(&app, &token, &ok, "succeeded").await;
+    let basic = |path: &str, user: &str, password: &str| {
+        app.client
+            .get(app.url(path))
+            .basic_auth(user, Some(password))
+            .send()
+    };
+
+    let res = app.get("/admin/jobs").await;
+    assert_eq!(res.status(), 401);
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic realm=")
+    );
+    assert_eq!(
+        basic("/admin/jobs", "root", "wrong-password-here")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    app.customer("dashpeek").await;
+    assert_eq!(
+        basic("/admin/jobs", "dashpeek", PASSWORD)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+
+    let res = basic("/admin/jobs", "root", PASSWORD).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<svg class=\"chart\""), "throughput chart");
+    assert!(
+        html.contains(">default</a>") && html.contains(">maintenance</a>"),
+        "queue rows"
+    );
+    assert!(
+        html.contains("test.xss") && html.contains(&format!("/admin/jobs/{id}")),
+        "dead set lists the job"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script>"),
+        "errors are escaped"
+    );
+    assert!(html.contains("shopkeep.retention"), "schedules");
+    // Remembered credentials are still checked against the account on every request.
+    let res = basic(&format!("/admin/jobs/{id}"), "root", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("Attempt 1 · failed") && html.contains("&lt;script&gt;"),
+        "{html}"
+    );
+    let list = basic("/admin/jobs?state=succeeded", "root", PASSWORD)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains(&format!("/admin/jobs/{ok}")));
+    assert_eq!(
+        basic("/admin/jobs/not-a-job", "root", PASSWORD)
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let css = app.get("/admin/assets/jobs.css").await;
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
 }
