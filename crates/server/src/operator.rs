@@ -39,8 +39,10 @@ const CSS: &str = include_str!("operator.css");
 const REMEMBER: Duration = Duration::from_secs(300);
 
 /// Verified Basic headers: SHA-256 of the header -> (folded username, password hash, until).
-fn remembered() -> &'static Mutex<HashMap<Vec<u8>, (String, String, Instant)>> {
-    static CACHE: OnceLock<Mutex<HashMap<Vec<u8>, (String, String, Instant)>>> = OnceLock::new();
+type Remembered = Mutex<HashMap<Vec<u8>, (String, String, Instant)>>;
+
+fn remembered() -> &'static Remembered {
+    static CACHE: OnceLock<Remembered> = OnceLock::new();
     CACHE.get_or_init(Mutex::default)
 }
 

@@ -494,6 +494,9 @@ pub struct Reclaimed {
     pub state: String,
 }
 
+/// id, kind, attempt, new state, lease owner, attempt start.
+type LostRow = (Uuid, String, i32, String, Option<String>, Option<i64>);
+
 /// The error kept for an attempt whose worker stopped renewing its lease.
 pub const LOST: &str =
     "the worker stopped renewing its lease (it crashed, was killed or lost the database)";
@@ -515,7 +518,7 @@ pub async fn reclaim_expired(
     let _write = db.write_lock().await;
     on_pool!(db, pool => {
         let mut tx = pool.begin().await?;
-        let rows: Vec<(Uuid, String, i32, String, Option<String>, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<LostRow> = sqlx::query_as(
             "UPDATE jobs SET state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END, \
              run_at = $1, lease_until = NULL, last_error = $2, \
              finished_at = CASE WHEN attempt >= max_attempts THEN $1 ELSE NULL END, \
