@@ -239,20 +239,7 @@ pub async fn list(
             "limit is 1 to 200",
         ));
     }
-    let before = match q.cursor.as_deref() {
-        Some(c) => match cursor::decode::<Uuid>(c) {
-            Some(id) => Some(id),
-            None => {
-                errors.push(FieldError::new(
-                    "query.cursor",
-                    "invalid",
-                    "not a cursor from this list",
-                ));
-                None
-            }
-        },
-        None => None,
-    };
+    let before = super::orders::cursor_param(q.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(
             ApiError::bad_request("invalid_query", "some query parameters are invalid")

@@ -571,20 +571,7 @@ pub fn page_params(
             "limit is 1 to 100",
         ));
     }
-    let before = match cursor_text {
-        Some(c) => match cursor::decode::<Uuid>(c) {
-            Some(id) => Some(id),
-            None => {
-                errors.push(FieldError::new(
-                    "query.cursor",
-                    "invalid",
-                    "not a cursor from this list",
-                ));
-                None
-            }
-        },
-        None => None,
-    };
+    let before = cursor_param(cursor_text, &mut errors);
     if errors.is_empty() {
         Ok((status, limit, before))
     } else {
@@ -595,6 +582,20 @@ pub fn page_params(
         };
         Err(ApiError::bad_request(code, "some query parameters are invalid").with_errors(errors))
     }
+}
+
+/// Decodes a `cursor` query parameter (an id), or records why it is bad.
+pub fn cursor_param(text: Option<&str>, errors: &mut Vec<FieldError>) -> Option<Uuid> {
+    let c = text?;
+    let id = cursor::decode::<Uuid>(c);
+    if id.is_none() {
+        errors.push(FieldError::new(
+            "query.cursor",
+            "invalid",
+            "not a cursor from this list",
+        ));
+    }
+    id
 }
 
 /// Builds a page from rows fetched with `limit + 1`.
