@@ -73,18 +73,31 @@ impl Jobs {
             while set.join_next().await.is_some() {}
         })
         .await;
+        let mut unfinished = Vec::new();
         if finished.is_err() {
-            // Out of time: stop the rest and give their jobs back.
+            // Out of time: stop the rest; their jobs are given back below.
             self.inner.stopping.store(true, Ordering::SeqCst);
-            let ids = self.running_ids();
-            for id in &ids {
+            unfinished = self.running_ids();
+            for id in &unfinished {
                 self.fire_local(*id);
             }
             set.abort_all();
             while set.join_next().await.is_some() {}
-            let ids = self.running_ids();
             self.clear_running();
-            match store::release(&self.inner.db, &self.inner.owner, &ids, Timestamp::now().0).await
+        }
+        // Every runner has ended, so the completer sees its channel close after the last flush;
+        // a job that succeeded in the last moment is recorded before the rest are released.
+        if let Err(e) = completer.await {
+            tracing::error!(error = %e, "job completer failed");
+        }
+        if !unfinished.is_empty() {
+            match store::release(
+                &self.inner.db,
+                &self.inner.owner,
+                &unfinished,
+                Timestamp::now().0,
+            )
+            .await
             {
                 Ok(n) => tracing::warn!(
                     released = n,
@@ -94,10 +107,6 @@ impl Jobs {
                     tracing::error!(error = %e, "releasing unfinished jobs failed; their leases will expire and another worker reclaims them")
                 }
             }
-        }
-        // Every runner has ended, so the completer sees its channel close after the last flush.
-        if let Err(e) = completer.await {
-            tracing::error!(error = %e, "job completer failed");
         }
         background.cancel();
         let _ = tokio::join!(renew, maint, listen);
