@@ -4,8 +4,11 @@
 # enqueue, claim, completion bookkeeping):
 #   1. enqueue, one job per request: wrk -t2 -cCONNS POST /api/v1/jobs {"kind":"shopkeep.noop"}
 #      against a server with SHOPKEEP_ROLES=api (no workers), after an unreported warm-up;
-#   2. enqueue in batches: wrk -t2 -cBATCH_CONNS POST /api/v1/jobs/batch with BATCH_SIZE jobs per
-#      request, same server: jobs/s = requests x BATCH_SIZE / duration;
+#   2. enqueue in batches: BATCH_JOBS / BATCH_SIZE requests POST /api/v1/jobs/batch with BATCH_SIZE
+#      jobs each, from one curl process (curl -Z --parallel-max BATCH_CONNS, connections reused),
+#      same server: jobs/s = jobs / wall time of the curl run; latency percentiles from curl's
+#      time_total per request. A fixed count rather than wrk's fixed duration, so that this run
+#      also builds the backlog of run 3 without overshooting it;
 #   3. processing: with at least BACKLOG queued jobs (what 1 and 2 left, topped up with batch
 #      requests by curl when short), a worker-only server (SHOPKEEP_ROLES=worker,
 #      SHOPKEEP_JOBS__QUEUES=default=N, SHOPKEEP_JOBS__CLAIM_BATCH=CLAIM_BATCH) is started, and the
@@ -21,29 +24,40 @@
 #      exact per-job started_at - run_at of every job enqueued during the run, read from the
 #      database (p50, p90, p99, max); plus the server's own shopkeep_jobs_wait_seconds histogram
 #      from /metrics (the time the handler really started, bucketed). The enqueue rate the
-#      latency was measured at is printed with it.
+#      latency was measured at is printed with it;
+# On PostgreSQL, before each processing and latency phase (no server running), a "claim probe" runs
+# the claim's inner SELECT under EXPLAIN ANALYZE (rolled back) and prints its time, the buffers it
+# touched and the table's live and dead row counts: claimed and finished jobs leave dead entries at
+# the front of the jobs_ready index until VACUUM, and every claim walks past them. When the
+# PostgreSQL server has autovacuum off (PG_VACUUM=auto), the script runs VACUUM jobs before each of
+# those phases instead, as autovacuum would have between them; within a phase nothing vacuums.
 # Every timed phase prints the CPU split (server, PostgreSQL, this script's children: wrk, curl,
-# sqlite3 or psql, everything else), the server's CPU per request or job and its CPU by thread name,
-# and warns when other processes took CPU.
+# sqlite3 or psql, everything else, and the time the hypervisor withheld: steal), the server's CPU
+# per request or job and its CPU by thread name, and warns when other processes or steal took CPU.
 #
 # Note on started_at: the worker stores the claim's timestamp, taken just before the claim
 # statement (and before it waits for the SQLite writer lock), as started_at. The handler starts
-# after the claim returns, so started_at - run_at slightly understates the wait; the /metrics
-# histogram measures up to the handler's start.
+# after the claim returns, so started_at - run_at understates the wait (by several milliseconds on
+# SQLite under load, where the claim queues for the writer); the /metrics histogram measures up to
+# the handler's start.
 #
 # Usage (from the repository root):   bench/jobs.sh
-#   DURATION=15s        wrk duration of each measured run (enqueue single, batch, latency)
+#   DURATION=15s        wrk duration of the single-enqueue run and of each latency run
 #   WARMUP=3s           unreported single-enqueue run before the measured one ("0" skips it)
 #   CONNS=64            connections of the single-enqueue run
-#   BATCH_CONNS=4       connections of the batch run (and curl's parallelism when topping up)
+#   BATCH_CONNS=4       parallel requests (connections) of the batch run and of the top-ups
 #   BATCH_SIZE=1000     jobs per batch request (the API takes 1-1000)
+#   BATCH_JOBS=BACKLOG  jobs the batch run enqueues (rounded up to whole requests)
 #   BACKLOG=200000      queued jobs at least before each processing run
 #   CONCURRENCY="64 256"  worker concurrency of the default queue, one processing run each
 #   CLAIM_BATCH=500     SHOPKEEP_JOBS__CLAIM_BATCH of the worker server (1-1000)
 #   LAT_CONNS=4         connections of the latency run(s); a list ("1 4") runs each
 #   LAT_QUEUES=         SHOPKEEP_JOBS__QUEUES of the latency server; empty keeps the server's
 #                       default (every queue at jobs.default_concurrency, 10)
-#   POLL=0.1            seconds between the database polls that detect an empty queue
+#   PG_VACUUM=auto      VACUUM jobs before each processing and latency phase: auto = only when the
+#                       PostgreSQL server has autovacuum off; 1 = always; 0 = never
+#   POLL=0.1            seconds between the database polls that detect an empty queue (one psql or
+#                       sqlite3 client stays open for the whole run, so a poll starts no process)
 #   DRAIN_TIMEOUT=900   seconds a processing run may take before the script gives up
 #   SERVER_ENV=         extra NAME=VALUE pairs (space-separated) for every server started, e.g.
 #                       SERVER_ENV=SHOPKEEP_DATABASE__MAX_CONNECTIONS=32 for a diagnostic
@@ -57,7 +71,8 @@
 # `jobs` table as they would in a deployment (kept for jobs.keep_finished, 7 days).
 #
 # Everything talks to 127.0.0.1 only. The script starts and stops its own servers and removes the
-# scratch data directories, the scratch database and the wrk scripts (which hold tokens) at exit.
+# scratch data directories, the scratch database and the wrk and curl files (which hold tokens) at
+# exit.
 set -euo pipefail
 
 DURATION=${DURATION:-15s}
@@ -66,12 +81,14 @@ CONNS=${CONNS:-64}
 BATCH_CONNS=${BATCH_CONNS:-4}
 BATCH_SIZE=${BATCH_SIZE:-1000}
 BACKLOG=${BACKLOG:-200000}
+BATCH_JOBS=${BATCH_JOBS:-$BACKLOG}
 CONCURRENCY=${CONCURRENCY:-64 256}
 CLAIM_BATCH=${CLAIM_BATCH:-500}
 LAT_CONNS=${LAT_CONNS:-4}
 LAT_QUEUES=${LAT_QUEUES:-}
 POLL=${POLL:-0.1}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-900}
+PG_VACUUM=${PG_VACUUM:-auto}
 SERVER_ENV=${SERVER_ENV:-}
 
 # shellcheck source=bench/lib.sh
@@ -82,19 +99,51 @@ read -r -a EXTRA_ENV <<<"$SERVER_ENV"
 SUMMARY="$WORK/summary.txt"
 : >"$SUMMARY"
 NOOP_BODY='{"kind":"shopkeep.noop"}'
+BATCH_REQUESTS=$(((BATCH_JOBS + BATCH_SIZE - 1) / BATCH_SIZE))
 
 # --- the engine under test ------------------------------------------------------------------------
 ENGINE=""   # sqlite | postgres
 DATA_DIR="" # the server's data directory (the SQLite database is DATA_DIR/shopkeep.db)
 DB_URL=""   # empty for SQLite
 
-# sql QUERY: runs QUERY on the engine's database, unaligned output, columns separated by "|".
-sql() {
+# One psql or sqlite3 client for the whole engine run, fed through two FIFOs (fds 7 and 8), so
+# that polling every POLL seconds does not start a process and, on PostgreSQL, a backend each time.
+DB_CLIENT_PID=""
+db_open() {
+    rm -f "$WORK/db.in" "$WORK/db.out"
+    mkfifo "$WORK/db.in" "$WORK/db.out"
     if [[ -n $DB_URL ]]; then
-        psql -X -qAt -v ON_ERROR_STOP=1 -d "$DB_URL" -c "$1"
+        psql -X -qAt -d "$DB_URL" <"$WORK/db.in" >"$WORK/db.out" 2>&1 &
     else
-        sqlite3 -batch -noheader -cmd '.timeout 10000' "$DATA_DIR/shopkeep.db" "$1"
+        sqlite3 -batch -noheader -cmd '.timeout 10000' "$DATA_DIR/shopkeep.db" <"$WORK/db.in" >"$WORK/db.out" 2>&1 &
     fi
+    DB_CLIENT_PID=$!
+    BG_PIDS+=("$DB_CLIENT_PID")
+    exec 7>"$WORK/db.in" 8<"$WORK/db.out"
+}
+db_close() {
+    exec 7>&- 8<&-
+    wait "$DB_CLIENT_PID" 2>/dev/null || true
+    DB_CLIENT_PID=""
+}
+# sql QUERY: runs QUERY on the engine's database; unaligned rows, columns separated by "|".
+sql() {
+    local line out="" marker
+    [[ -n $DB_URL ]] && marker='\echo __END__' || marker='.print __END__'
+    printf '%s;\n%s\n' "$1" "$marker" >&7
+    while IFS= read -r line <&8; do
+        if [[ $line == __END__ ]]; then
+            if [[ $out == *ERROR:* || $out == *"Error:"* || $out == *"Parse error"* ]]; then
+                echo "error: the query failed: $1: $out" >&2
+                exit 1
+            fi
+            [[ -n $out ]] && printf '%s\n' "$out"
+            return 0
+        fi
+        out+=${out:+$'\n'}$line
+    done
+    echo "error: the database client exited (query: $1)" >&2
+    exit 1
 }
 queued_count() { sql "SELECT count(*) FROM jobs WHERE state = 'queued'"; }
 # open_jobs: 1 while any job is queued or running, else 0.
@@ -127,18 +176,39 @@ write_scripts() {
         done
         printf ']}'
     } >"$WORK/batch.json"
-    local f
-    for f in single batch; do
-        {
-            echo 'wrk.method = "POST"'
-            echo 'wrk.headers["Content-Type"] = "application/json"'
-            printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$TOKEN"
-            printf 'local f = assert(io.open("%s", "rb"))\n' "$WORK/$f.json"
-            echo 'wrk.body = f:read("*a")'
-            echo 'f:close()'
-            wrk_done_lua
-        } >"$WORK/$f.lua"
+    {
+        echo 'wrk.method = "POST"'
+        echo 'wrk.headers["Content-Type"] = "application/json"'
+        printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$TOKEN"
+        printf 'wrk.body = %s\n' "'$NOOP_BODY'"
+        wrk_done_lua
+    } >"$WORK/single.lua"
+}
+
+# batch_config N: a curl config (-K) with N batch POSTs; each prints "code time_total".
+batch_config() {
+    local i
+    for ((i = 1; i <= $1; i++)); do
+        ((i > 1)) && echo next
+        echo "url = \"$(base)/api/v1/jobs/batch\""
+        echo "data-binary = \"@$WORK/batch.json\""
+        echo "header = \"Authorization: Bearer $TOKEN\""
+        echo 'header = "Content-Type: application/json"'
+        echo 'output = "/dev/null"'
+        echo 'silent'
+        echo 'write-out = "%{http_code} %{time_total}\n"'
     done
+}
+
+# post_batches N OUT: N batch requests, BATCH_CONNS at a time, from one curl process; one
+# "code seconds" line per request in OUT. Fails unless every request answered 201.
+post_batches() {
+    batch_config "$1" >"$WORK/batch.curl"
+    curl -s -Z --parallel-max "$BATCH_CONNS" --parallel-immediate -K "$WORK/batch.curl" >"$2" 2>"$WORK/curl.err" || true
+    if [[ $(grep -c '^201 ' "$2") != "$1" ]]; then
+        echo "error: not every batch request answered 201: $(cut -d' ' -f1 "$2" | sort | uniq -c | tr '\n' ' ') $(head -c 300 "$WORK/curl.err")" >&2
+        exit 1
+    fi
 }
 
 # login: a fresh admin token for the running server, and the scripts that carry it.
@@ -155,13 +225,7 @@ top_up() {
     ((have >= target)) && return 0
     need=$(((target - have + BATCH_SIZE - 1) / BATCH_SIZE))
     echo "     topping up: $have queued, posting $need batches of $BATCH_SIZE (curl, $BATCH_CONNS in parallel)"
-    seq "$need" | xargs -P "$BATCH_CONNS" -I{} curl -s -o /dev/null -w '%{http_code}\n' \
-        -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-        --data-binary "@$WORK/batch.json" "$(base)/api/v1/jobs/batch" >"$WORK/topup.codes"
-    if grep -qv '^201$' "$WORK/topup.codes"; then
-        echo "error: a top-up batch did not answer 201: $(sort "$WORK/topup.codes" | uniq -c | tr '\n' ' ')" >&2
-        exit 1
-    fi
+    post_batches "$need" "$WORK/topup.out"
 }
 
 # wait_drained TIMEOUT_S: polls until no job is queued or running; prints the wall time (us) when
@@ -194,11 +258,31 @@ metric_wait() {
 
 record() { echo "$ENGINE $*" >>"$SUMMARY"; }
 
+# claim_probe LABEL: PostgreSQL only, with no server running: the claim's inner SELECT (the first 64
+# due jobs of `default`, FOR UPDATE SKIP LOCKED) under EXPLAIN ANALYZE in a transaction that is
+# rolled back. Prints its time and the buffers it touched, which grow with the dead entries that
+# claimed and finished jobs leave at the front of the jobs_ready index until VACUUM removes them,
+# and the table's live and dead row counts.
+claim_probe() {
+    [[ -n $DB_URL ]] || return 0
+    local plan stats t0
+    if [[ $PG_VACUUM == 1 || ($PG_VACUUM == auto && $(sql "SHOW autovacuum") == off) ]]; then
+        t0=$(now_us)
+        sql "VACUUM jobs" >/dev/null
+        echo "     VACUUM jobs ($(awk -v d=$(($(now_us) - t0)) 'BEGIN { printf "%.1f s", d / 1e6 }'); PG_VACUUM=$PG_VACUUM, autovacuum is $(sql "SHOW autovacuum"))"
+    fi
+    plan=$(sql "BEGIN; EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT id FROM jobs WHERE state = 'queued' AND queue = 'default' AND run_at <= $(now_us) ORDER BY priority, run_at, id LIMIT 64 FOR UPDATE SKIP LOCKED; ROLLBACK")
+    stats=$(sql "SELECT 'live=' || n_live_tup || ' dead=' || n_dead_tup || ' autovacuums=' || autovacuum_count || ' vacuums=' || vacuum_count FROM pg_stat_user_tables WHERE relname = 'jobs'")
+    echo "     claim probe ($1): $(awk '/Buffers: shared/ && !b { sub(/^ */, ""); b = $0 } /Execution Time/ { sub(/^ */, ""); t = $0 } END { print t "; " b }' <<<"$plan"); jobs table: $stats"
+    record "probe_$1 $(awk '/Execution Time/ { print "ms=" $3 }' <<<"$plan") $(awk '/Buffers: shared/ { split($0, a, "hit="); split(a[2], b, " "); print "buffers=" b[1]; exit }' <<<"$plan") $stats"
+}
+
 # --- 1 and 2: enqueue rates -------------------------------------------------------------------------
 enqueue_runs() {
     local out before after n
     server SHOPKEEP_ROLES=api
     wait_ready
+    db_open # the server has created (SQLite) or migrated the database by now
     login
     post_check /api/v1/jobs "$WORK/single.json"
     post_check /api/v1/jobs/batch "$WORK/batch.json"
@@ -222,12 +306,27 @@ enqueue_runs() {
 
     before=$after
     echo
-    echo "  -- 2. enqueue in batches of $BATCH_SIZE: wrk -t2 -c$BATCH_CONNS -d$DURATION --latency --timeout 30s, POST /api/v1/jobs/batch"
+    echo "  -- 2. enqueue in batches of $BATCH_SIZE: $BATCH_REQUESTS requests POST /api/v1/jobs/batch ($((BATCH_REQUESTS * BATCH_SIZE)) jobs),"
+    echo "     curl -Z --parallel-max $BATCH_CONNS (one process, $BATCH_CONNS connections)"
     echo "     Machine CPU just before: $(machine_busy_now)"
     out="$WORK/$ENGINE-batch"
-    run_wrk "$out" -t2 -c"$BATCH_CONNS" -d"$DURATION" --latency --timeout 30s -s "$WORK/batch.lua" "$(base)/api/v1/jobs/batch"
+    local t0 t1
+    cpu_mark b0
+    t0=$(now_us)
+    post_batches "$BATCH_REQUESTS" "$out.txt"
+    t1=$(now_us)
+    cpu_mark b1
+    n=$BATCH_REQUESTS
+    echo "$(awk -v n="$n" -v d=$((t1 - t0)) '{ print $2 * 1e6 }' "$out.txt" | sort -n | awk -v n="$n" -v d=$((t1 - t0)) '
+        { v[NR] = $1; s += $1 }
+        END { printf "RESULT requests=%d duration_us=%d mean_us=%.0f p50_us=%d p90_us=%d p99_us=%d max_us=%d non2xx=0 connect=0 read=0 write=0 timeout=0",
+            n, d, s / NR, v[int(NR * 0.5 + 0.999999)], v[int(NR * 0.9 + 0.999999)], v[int(NR * 0.99 + 0.999999)], v[NR] }') $(cpu_split b0 b1 "$n")" >"$out.result"
+    awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+        END { printf "    %d requests in %.2f s: %.1f requests/s; latency (curl time_total) mean %.1f ms, p50 %.1f, p90 %.1f, p99 %.1f, max %.1f ms\n",
+            v["requests"], v["duration_us"] / 1e6, v["requests"] / (v["duration_us"] / 1e6), v["mean_us"] / 1e3, v["p50_us"] / 1e3, v["p90_us"] / 1e3, v["p99_us"] / 1e3, v["max_us"] / 1e3 }' "$out.result"
+    print_cpu "$out.result" request
+    echo "    $(thread_split b0 b1)"
     after=$(queued_count)
-    n=$(field "$out.result" requests)
     awk -v n="$n" -v d="$(field "$out.result" duration_us)" -v b="$BATCH_SIZE" -v s="$(field "$out.result" server_cpu_us_per)" \
         -v db="$(field "$out.result" db_cpu_us_per)" -v pg="$PG_POSTMASTER" 'BEGIN {
             printf "     => %.0f jobs/s (%d requests x %d jobs in %.2f s); server CPU %.2f us per job", n * b / (d / 1e6), n, b, d / 1e6, s / b
@@ -257,6 +356,7 @@ processing_run() {
         queued=$(queued_count)
     fi
     echo
+    claim_probe "before-proc$n"
     echo "  -- 3. processing $queued queued noop jobs: SHOPKEEP_ROLES=worker SHOPKEEP_JOBS__QUEUES=default=$n SHOPKEEP_JOBS__CLAIM_BATCH=$CLAIM_BATCH"
     echo "     ($(sql "SELECT count(*) FROM jobs") rows in the jobs table; the database is polled every $POLL s until nothing is queued or running)"
     echo "     Machine CPU just before: $(machine_busy_now)"
@@ -286,12 +386,13 @@ processing_run() {
 
 # --- 4: enqueue-to-start latency ----------------------------------------------------------------------
 latency_run() {
-    local c=$1 out t0 t1 m0 m1 rate lat
-    out="$WORK/$ENGINE-lat$c"
+    local c=$1 suffix=$2 out t0 t1 m0 m1 rate lat
+    out="$WORK/$ENGINE-lat$c$suffix"
     echo
     echo "  -- 4. enqueue-to-start latency: every role in one server${LAT_QUEUES:+, SHOPKEEP_JOBS__QUEUES=$LAT_QUEUES}; wrk -t1 -c$c -d$DURATION --latency POST /api/v1/jobs"
     echo "     Machine CPU just before: $(machine_busy_now)"
     m0=$(metric_wait default)
+    : >"$WORK/hist.p50"
     t0=$(now_us)
     run_wrk "$out" -t1 -c"$c" -d"$DURATION" --latency -s "$WORK/single.lua" "$(base)/api/v1/jobs"
     t1=$(now_us)
@@ -307,18 +408,39 @@ latency_run() {
             for (i = 1; i <= 4; i++) { k = int(NR * ps[i] / 100 + 0.999999); if (k < 1) k = 1; p = p sprintf(" p%s_ms=%.3f", ps[i], v[k] / 1000) }
             printf "%s max_ms=%.3f\n", p, v[NR] / 1000 }' "$WORK/$ENGINE-lat$c.us")
     echo "     => enqueued at $rate jobs/s (wrk); started_at - run_at over every job enqueued in the run (from the database): $lat"
-    if [[ -n $m0 && -n $m1 ]]; then
+    if [[ -n $m1 ]]; then
         echo "        /metrics shopkeep_jobs_wait_seconds{queue=\"default\"} during the run (handler start - due time; jobs at or under each bound):"
         awk -v a="$m0" -v b="$m1" 'BEGIN {
             na = split(a, x, " "); for (i = 1; i <= na; i++) { split(x[i], kv, "="); before[kv[1]] = kv[2] }
             nb = split(b, y, " "); for (i = 1; i <= nb; i++) { split(y[i], kv, "="); after[kv[1]] = kv[2]; order[i] = kv[1] }
             total = after["count"] - before["count"]; line = "        n=" total
+            prev_le = 0; prev_n = 0; p50 = ""
             for (i = 1; i <= nb; i++) { k = order[i]; if (k == "count" || k == "+Inf") continue
+                n = after[k] - before[k]
+                if (p50 == "" && total > 0 && n >= total / 2)
+                    p50 = sprintf("%.1f", 1000 * (prev_le + (k - prev_le) * (total / 2 - prev_n) / (n - prev_n > 0 ? n - prev_n : 1)))
+                prev_le = k; prev_n = n
                 if (k + 0 > 0.1) continue
-                line = line sprintf(" <=%gms %.1f%%", k * 1000, total > 0 ? 100 * (after[k] - before[k]) / total : 0) }
-            print line }'
+                line = line sprintf(" <=%gms %.1f%%", k * 1000, total > 0 ? 100 * n / total : 0) }
+            print line "; p50 about " p50 " ms (linear within its bucket)"
+            printf "hist_p50_ms=%s\n", p50 > "/dev/stderr" }' 2>"$WORK/hist.p50"
     fi
-    record "lat$c enqueue_rps=$rate $lat wrk_p50_ms=$(ms "$out.result" p50_us) wrk_p99_ms=$(ms "$out.result" p99_us) $(cut -d' ' -f2- "$out.result")"
+    record "lat$c$suffix enqueue_rps=$rate $lat $(cat "$WORK/hist.p50" 2>/dev/null) wrk_p50_ms=$(ms "$out.result" p50_us) wrk_p99_ms=$(ms "$out.result" p99_us) $(cut -d' ' -f2- "$out.result")"
+}
+
+# latency_phase SUFFIX: a server with every role, one latency run per LAT_CONNS value.
+latency_phase() {
+    local c
+    echo
+    claim_probe "before-lat$1"
+    server ${LAT_QUEUES:+SHOPKEEP_JOBS__QUEUES="$LAT_QUEUES"}
+    wait_ready
+    login
+    echo "  server pid $SERVER_PID (every role) ready"
+    for c in $LAT_CONNS; do
+        latency_run "$c" "$1"
+    done
+    stop_server
 }
 
 # --- one engine -------------------------------------------------------------------------------------
@@ -331,15 +453,7 @@ bench_engine() {
     for n in $CONCURRENCY; do
         processing_run "$n"
     done
-    server ${LAT_QUEUES:+SHOPKEEP_JOBS__QUEUES="$LAT_QUEUES"}
-    wait_ready
-    login
-    echo
-    echo "  server pid $SERVER_PID (every role) ready"
-    for c in $LAT_CONNS; do
-        latency_run "$c"
-    done
-    stop_server
+    latency_phase ""
     echo
     echo "  jobs table at the end: $(sql "SELECT state || '=' || count(*) FROM jobs GROUP BY state ORDER BY state" | tr '\n' ' ')"
     echo "  job_attempts rows (failed attempts): $(sql "SELECT count(*) FROM job_attempts")"
@@ -348,11 +462,13 @@ bench_engine() {
     else
         echo "  database size: $(sql "SELECT pg_size_pretty(pg_database_size(current_database()))")"
     fi
+    db_close
     local lines
     lines=$(($(wc -l <"$WORK/server.log") - log0))
     if ((lines > 0)); then
         echo "  server log (warn and above): $lines lines for this engine; the most frequent messages:"
-        tail -n "$lines" "$WORK/server.log" | sed -E 's/^[^ ]+ +//; s/job=[0-9a-f-]+/job=…/g; s/[0-9]+(\.[0-9]+)?(ms|s|µs)/N\2/g' |
+        tail -n "$lines" "$WORK/server.log" |
+            jq -Rr '(fromjson? // null) as $j | if $j then "\($j.level // "") \($j.target // ""): \($j.fields.message // $j.message // "")" else . end' |
             cut -c1-200 | sort | uniq -c | sort -rn | head -n 5 | sed 's/^/    /'
     fi
     echo
@@ -386,10 +502,12 @@ awk '
         printf "  %-8s enqueue, batches           %8.0f jobs/s  p50 %6.2f ms  p99 %7.2f ms  non-2xx %d | server %.2f cores; postgres %.2f cores (per request of '"$BATCH_SIZE"')\n",
             $1, v["jobs_per_s"], v["p50_ms"], v["p99_ms"], v["non2xx"], v["server_cores"], v["db_cores"] }
     $2 ~ /^proc/ {
-        printf "  %-8s process, concurrency %-5s %8.0f jobs/s  (wall %.2f s for %d; database %.0f jobs/s) | server %.2f cores, %.1f us/job; postgres %.2f cores, %.1f us/job; retried %d\n",
-            $1, substr($2, 5), v["wall_jobs_per_s"], v["wall_s"], v["queued"], v["db_jobs_per_s"], v["server_cores"], v["server_cpu_us_per"], v["db_cores"], v["db_cpu_us_per"], v["retried"] }
+        printf "  %-8s process, concurrency %-5s %8.0f jobs/s  (wall %.2f s for %d; database %.0f jobs/s) | server %.2f cores, %.1f us/job; postgres %.2f cores, %.1f us/job; steal %.2f; retried %d\n",
+            $1, substr($2, 5), v["wall_jobs_per_s"], v["wall_s"], v["queued"], v["db_jobs_per_s"], v["server_cores"], v["server_cpu_us_per"], v["db_cores"], v["db_cpu_us_per"], v["steal_cores"], v["retried"] }
+    $2 ~ /^probe_/ {
+        printf "  %-8s claim probe, %-17s %7.2f ms, %s buffers (%s %s)\n", $1, substr($2, 7), v["ms"], v["buffers"], $5, $6 }
     $2 ~ /^lat/ {
-        printf "  %-8s latency, %s connections     at %6.0f jobs/s: started_at - run_at p50 %.2f ms, p90 %.2f, p99 %.2f, max %.2f (n=%d)\n",
-            $1, substr($2, 4), v["enqueue_rps"], v["p50_ms"], v["p90_ms"], v["p99_ms"], v["max_ms"], v["n"] }
+        printf "  %-8s latency, %-14s at %6.0f jobs/s: started_at - run_at p50 %.2f ms, p90 %.2f, p99 %.2f, max %.2f (n=%d); handler start (/metrics) p50 about %s ms\n",
+            $1, substr($2, 4) " conns", v["enqueue_rps"], v["p50_ms"], v["p90_ms"], v["p99_ms"], v["max_ms"], v["n"], v["hist_p50_ms"] }
 ' "$SUMMARY"
 echo "done."

@@ -141,17 +141,23 @@ stop_server() {
 }
 
 # --- CPU accounting -------------------------------------------------------------------------------
-# Busy CPU ticks of the whole machine (all processes), from the first line of /proc/stat.
-machine_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# Busy CPU ticks of the whole machine (all processes: user, nice, system, irq, softirq), from the
+# first line of /proc/stat. Steal (time the hypervisor ran something else while this machine's
+# CPUs had work) is counted apart: it is CPU this machine wanted and did not get.
+machine_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+steal_ticks() { awk '/^cpu / { print $9; exit }' /proc/stat; }
 # CPU ticks of this shell's finished, waited-for children (wrk, once it has exited).
 children_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
 # How busy the machine is right now (all processes, 1 s sample): other work skews every number.
 machine_busy_now() {
-    local a b
+    local a b sa sb
     a=$(machine_busy_ticks)
+    sa=$(steal_ticks)
     sleep 1
     b=$(machine_busy_ticks)
-    awk -v d=$((b - a)) -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" 'BEGIN { printf "%.2f of %d cores busy", d / hz, n }'
+    sb=$(steal_ticks)
+    awk -v d=$((b - a)) -v st=$((sb - sa)) -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" \
+        'BEGIN { printf "%.2f of %d cores busy, %.2f stolen by the hypervisor", d / hz, n, st / hz }'
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime + stime of the process
 # CPU ticks of every thread of process $1: "tid name ticks" lines.
@@ -186,21 +192,23 @@ find_postmaster() {
 # CPU ticks, the server's per-thread ticks and the wall clock under $WORK/NAME.mark.
 cpu_mark() {
     thread_ticks "$SERVER_PID" >"$WORK/$1.threads"
-    echo "$(cpu_ticks "$SERVER_PID") $(db_ticks) $(children_ticks) $(machine_busy_ticks) $(now_us)" >"$WORK/$1.mark"
+    echo "$(cpu_ticks "$SERVER_PID") $(db_ticks) $(children_ticks) $(machine_busy_ticks) $(now_us) $(steal_ticks)" >"$WORK/$1.mark"
 }
 
 # cpu_split FROM TO COUNT: from two cpu_mark's, prints "server_cores=.. db_cores=.. child_cores=..
-# other_cores=.. machine_cores=.. wall_s=.. server_cpu_us_per=.. db_cpu_us_per=.." where _per is
-# per COUNT (requests or jobs).
+# other_cores=.. machine_cores=.. steal_cores=.. wall_s=.. server_cpu_us_per=.. db_cpu_us_per=.."
+# where _per is per COUNT (requests or jobs).
 cpu_split() {
-    local s0 d0 c0 m0 w0 s1 d1 c1 m1 w1
-    read -r s0 d0 c0 m0 w0 <"$WORK/$1.mark"
-    read -r s1 d1 c1 m1 w1 <"$WORK/$2.mark"
-    awk -v s=$((s1 - s0)) -v d=$((d1 - d0)) -v c=$((c1 - c0)) -v m=$((m1 - m0)) -v hz="$(getconf CLK_TCK)" \
-        -v w=$((w1 - w0)) -v n="$3" 'BEGIN {
+    local s0 d0 c0 m0 w0 t0 s1 d1 c1 m1 w1 t1
+    read -r s0 d0 c0 m0 w0 t0 <"$WORK/$1.mark"
+    read -r s1 d1 c1 m1 w1 t1 <"$WORK/$2.mark"
+    awk -v s=$((s1 - s0)) -v d=$((d1 - d0)) -v c=$((c1 - c0)) -v m=$((m1 - m0)) -v st=$((t1 - t0)) \
+        -v hz="$(getconf CLK_TCK)" -v w=$((w1 - w0)) -v n="$3" 'BEGIN {
             w /= 1e6
-            printf "server_cores=%.2f db_cores=%.2f child_cores=%.2f other_cores=%.2f machine_cores=%.2f wall_s=%.2f server_cpu_us_per=%.1f db_cpu_us_per=%.1f",
-                s / hz / w, d / hz / w, c / hz / w, (m - s - c - d) / hz / w, m / hz / w, w,
+            o = m - s - c - d
+            if (o < 0) o = 0 # process ticks and machine ticks are sampled a moment apart
+            printf "server_cores=%.2f db_cores=%.2f child_cores=%.2f other_cores=%.2f machine_cores=%.2f steal_cores=%.2f wall_s=%.2f server_cpu_us_per=%.1f db_cpu_us_per=%.1f",
+                s / hz / w, d / hz / w, c / hz / w, o / hz / w, m / hz / w, st / hz / w, w,
                 (n > 0 ? s / hz * 1e6 / n : 0), (n > 0 ? d / hz * 1e6 / n : 0)
         }'
 }
@@ -209,8 +217,8 @@ cpu_split() {
 # that exited in between is not seen; what it used shows as "exited threads".
 thread_split() {
     local s0 s1 w0 w1 x
-    read -r s0 x x x w0 <"$WORK/$1.mark"
-    read -r s1 x x x w1 <"$WORK/$2.mark"
+    read -r s0 x x x w0 x <"$WORK/$1.mark"
+    read -r s1 x x x w1 x <"$WORK/$2.mark"
     awk -v hz="$(getconf CLK_TCK)" -v w=$((w1 - w0)) -v total=$((s1 - s0)) '
         NR == FNR { a[$1] = $3; next }
         { d = $3 - (($1 in a) ? a[$1] : 0); byname[$2] += d; seen += d }
@@ -282,11 +290,12 @@ print_cpu() {
             printf "    CPU (cores busy on average over %.1f s): server %.2f", v["wall_s"], v["server_cores"]
             if (v["child_cores"] > 0.005) printf " | children of this script (wrk, curl, sqlite3, psql) %.2f", v["child_cores"]
             if (pg != "") printf " | PostgreSQL server (all its processes) %.2f", v["db_cores"]
-            printf " | everything else %.2f | machine total %.2f of %d\n", v["other_cores"], v["machine_cores"], ncpu
+            printf " | everything else %.2f | machine total %.2f of %d | stolen by the hypervisor %.2f\n", v["other_cores"], v["machine_cores"], ncpu, v["steal_cores"]
             printf "    server CPU per %s: %.1f us", unit, v["server_cpu_us_per"]
             if (pg != "") printf "; PostgreSQL CPU per %s: %.1f us", unit, v["db_cpu_us_per"]
             printf "\n"
             if (v["other_cores"] > 0.15) printf "    WARNING: other processes used %.2f cores during this run; rerun on a quiet machine\n", v["other_cores"]
+            if (v["steal_cores"] > 0.15) printf "    WARNING: the hypervisor withheld %.2f cores during this run (steal); the numbers are low by about that share\n", v["steal_cores"]
         }' "$1"
 }
 
