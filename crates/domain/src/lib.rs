@@ -6,6 +6,7 @@ pub mod ids;
 pub mod orders;
 pub mod secret;
 pub mod time;
+pub mod webhooks;
 
 pub use ids::{ShopId, UserId};
 pub use secret::Secret;
