@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod operator;
 pub mod problem;
 pub mod ratelimit;
+pub mod webhooks;
 
 use std::any::Any;
 use std::time::Duration;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub jobs: shopkeep_jobs::Jobs,
     /// True when this process runs job workers (shown as queue concurrency).
     pub jobs_local: bool,
+    /// Webhook secrets, sealing and the outbound client.
+    pub webhooks: std::sync::Arc<webhooks::WebhookService>,
 }
 
 /// HTTP limits applied to every route.
@@ -83,6 +86,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(api::orders::router())
         .merge(api::admin_orders::router())
         .merge(api::jobs::router())
+        .merge(api::webhooks::router())
 }
 
 /// The OpenAPI document alone, as served at `/api/openapi.json`.
@@ -95,6 +99,7 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
     metrics::recorder();
     metrics::describe();
     shopkeep_jobs::describe_metrics();
+    webhooks::describe_metrics();
     ::metrics::gauge!("shopkeep_build_info",
         "version" => state.build.version, "commit" => state.build.commit, "engine" => state.db.engine().as_str())
     .set(1.0);
@@ -103,6 +108,7 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
     let app = routes
         .route("/metrics", get(metrics::render))
         .merge(operator::router())
+        .merge(webhooks::inbound::router())
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", api))
         .with_state(state);
     with_middleware(app, http)

@@ -20,6 +20,7 @@ use shopkeep_server::auth::{AuthOptions, AuthService};
 use shopkeep_server::crypto::Sealer;
 use shopkeep_server::feed::OrderFeed;
 use shopkeep_server::ratelimit::FailureLimiter;
+use shopkeep_server::webhooks::WebhookService;
 use shopkeep_store::accounts;
 
 use crate::config::{Config, Role};
@@ -43,6 +44,7 @@ pub struct Application {
     jobs: Jobs,
     job_tasks: Vec<tokio::task::JoinHandle<()>>,
     jobs_stop: CancellationToken,
+    webhooks: Arc<WebhookService>,
 }
 
 impl Application {
@@ -96,6 +98,11 @@ impl Application {
             }
             None => OrderFeed::local(background.clone()),
         };
+        let webhooks = Arc::new(WebhookService::new(
+            config.webhooks.options(),
+            Sealer::new(&secret_key)?,
+        )?);
+        shopkeep_server::webhooks::register(&mut registry, webhooks.clone());
         builtin::register(&mut registry);
         let jobs = Jobs::new(db.clone(), registry, config.jobs.options());
         jobs.define_builtin_schedules()
@@ -107,6 +114,14 @@ impl Application {
         if runs_workers {
             job_tasks.push(tokio::spawn(jobs.clone().run_workers(jobs_stop.clone())));
         }
+        if runs_workers {
+            job_tasks.push(tokio::spawn(shopkeep_server::webhooks::run_dispatcher(
+                db.clone(),
+                jobs.clone(),
+                config.webhooks.dispatch_interval,
+                jobs_stop.clone(),
+            )));
+        }
         if config.roles.contains(&Role::Scheduler) {
             job_tasks.push(tokio::spawn(jobs.clone().run_scheduler(jobs_stop.clone())));
         }
@@ -117,6 +132,7 @@ impl Application {
             feed,
             jobs: jobs.clone(),
             jobs_local: runs_workers,
+            webhooks: webhooks.clone(),
         };
         let http = HttpOptions {
             request_timeout: config.http.request_timeout,
@@ -143,6 +159,7 @@ impl Application {
             jobs,
             job_tasks,
             jobs_stop,
+            webhooks,
         })
     }
 
@@ -161,6 +178,11 @@ impl Application {
     /// The job system, for tests and embedding programs.
     pub fn jobs(&self) -> &Jobs {
         &self.jobs
+    }
+
+    /// The webhook service (secrets, sealing, the outbound client), for tests.
+    pub fn webhooks(&self) -> &Arc<WebhookService> {
+        &self.webhooks
     }
 
     /// Serves until `shutdown` fires, then stops accepting, lets in-flight requests finish up to

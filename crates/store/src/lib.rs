@@ -17,6 +17,7 @@ pub mod orders;
 pub mod schema;
 pub mod scope;
 pub mod tokens;
+pub mod webhooks;
 
 pub use db::{Db, DbOptions, Engine, PoolStats, SqliteDb, SqliteSync, redact_url};
 pub use error::StoreError;

@@ -312,6 +312,21 @@ pub async fn get(db: &Db, scope: ShopScope, id: Uuid) -> Result<Option<OrderRow>
     )
 }
 
+/// The order that came from `source` with the source system's id `external_id`.
+pub async fn by_external_id(
+    db: &Db,
+    scope: ShopScope,
+    source: &str,
+    external_id: &str,
+) -> Result<Option<OrderRow>, StoreError> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "{ORDER_SELECT} WHERE o.shop_id = $1 AND o.source = $2 AND o.external_id = $3"
+    ));
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sql).bind(scope.shop_id().0).bind(source).bind(external_id).fetch_optional(pool).await)?,
+    )
+}
+
 /// An order's lines in order.
 pub async fn items(db: &Db, scope: ShopScope, id: Uuid) -> Result<Vec<ItemRow>, StoreError> {
     Ok(on_pool!(db, pool => sqlx::query_as(

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod me;
 pub mod orders;
 pub mod shops;
+pub mod webhooks;
 
 use shopkeep_domain::Invalid;
 use shopkeep_store::audit::AuditEntry;

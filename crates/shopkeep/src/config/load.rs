@@ -101,6 +101,17 @@ const KNOWN: &[&str] = &[
     "jobs.keep_finished",
     "jobs.shutdown_grace",
     "jobs.claim_batch",
+    "shopify.client_secret",
+    "shopify.previous_client_secret",
+    "stripe.webhook_secret",
+    "stripe.previous_webhook_secret",
+    "printify.webhook_secret",
+    "printify.previous_webhook_secret",
+    "webhooks.delivery_timeout",
+    "webhooks.disable_after",
+    "webhooks.allow_networks",
+    "webhooks.dispatch_interval",
+    "webhooks.secret_overlap",
 ];
 
 /// Environment names that start with the prefix but are not configuration keys.
@@ -484,6 +495,55 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
             |r| r.duration().filter(|d| !d.is_zero()),
         );
     }
+
+    let w = &mut c.webhooks;
+    for (key, slot) in [
+        ("shopify.client_secret", &mut w.shopify_client_secret),
+        (
+            "shopify.previous_client_secret",
+            &mut w.shopify_previous_client_secret,
+        ),
+        ("stripe.webhook_secret", &mut w.stripe_webhook_secret),
+        (
+            "stripe.previous_webhook_secret",
+            &mut w.stripe_previous_webhook_secret,
+        ),
+        ("printify.webhook_secret", &mut w.printify_webhook_secret),
+        (
+            "printify.previous_webhook_secret",
+            &mut w.printify_previous_webhook_secret,
+        ),
+    ] {
+        t.take(key, "a non-empty secret (or empty for none)", slot, |r| {
+            let s = r.string()?;
+            let s = s.trim();
+            Some((!s.is_empty()).then(|| Secret::new(s.to_string())))
+        });
+    }
+    for (key, slot) in [
+        ("webhooks.delivery_timeout", &mut w.delivery_timeout),
+        ("webhooks.disable_after", &mut w.disable_after),
+        ("webhooks.dispatch_interval", &mut w.dispatch_interval),
+        ("webhooks.secret_overlap", &mut w.secret_overlap),
+    ] {
+        t.take(
+            key,
+            "a duration such as 200ms, 15s or 5d (more than zero)",
+            slot,
+            |r| r.duration().filter(|d| !d.is_zero()),
+        );
+    }
+    t.take(
+        "webhooks.allow_networks",
+        "a list of CIDR ranges such as 127.0.0.0/8",
+        &mut w.allow_networks,
+        |r| {
+            let list = r.list()?;
+            shopkeep_domain::webhooks::parse_networks("webhooks.allow_networks", &list)
+                .ok()
+                .map(|_| list)
+        },
+    );
 
     let env_value = |name: &str| {
         sources

@@ -120,6 +120,68 @@ pub struct Config {
     pub bootstrap_admin: Option<(String, Secret<String>)>,
     /// Background jobs.
     pub jobs: JobsConfig,
+    /// Inbound webhook secrets and outbound delivery settings.
+    pub webhooks: WebhooksConfig,
+}
+
+/// Webhook settings: the providers' secrets (`shopify.*`, `stripe.*`, `printify.*`) and the
+/// outbound side (`webhooks.*`).
+#[derive(Debug, Clone)]
+pub struct WebhooksConfig {
+    /// `shopify.client_secret`: the app's client secret, which signs Shopify webhooks.
+    pub shopify_client_secret: Option<Secret<String>>,
+    /// `shopify.previous_client_secret`: still accepted after a rotation.
+    pub shopify_previous_client_secret: Option<Secret<String>>,
+    /// `stripe.webhook_secret`: the endpoint's `whsec_` signing secret.
+    pub stripe_webhook_secret: Option<Secret<String>>,
+    /// `stripe.previous_webhook_secret`.
+    pub stripe_previous_webhook_secret: Option<Secret<String>>,
+    /// `printify.webhook_secret`.
+    pub printify_webhook_secret: Option<Secret<String>>,
+    /// `printify.previous_webhook_secret`.
+    pub printify_previous_webhook_secret: Option<Secret<String>>,
+    /// An outbound attempt not answered within this time fails.
+    pub delivery_timeout: Duration,
+    /// An endpoint whose deliveries all failed for this long is disabled.
+    pub disable_after: Duration,
+    /// CIDR ranges outbound deliveries may reach although private or loopback.
+    pub allow_networks: Vec<String>,
+    /// How often the outbox is read for new events.
+    pub dispatch_interval: Duration,
+    /// How long a rotated endpoint secret keeps signing beside the new one.
+    pub secret_overlap: Duration,
+}
+
+impl WebhooksConfig {
+    /// Options for [`shopkeep_server::webhooks::WebhookService::new`].
+    pub fn options(&self) -> shopkeep_server::webhooks::WebhookOptions {
+        let pair = |a: &Option<Secret<String>>, b: &Option<Secret<String>>| {
+            [a, b].into_iter().flatten().cloned().collect::<Vec<_>>()
+        };
+        shopkeep_server::webhooks::WebhookOptions {
+            shopify_secrets: pair(
+                &self.shopify_client_secret,
+                &self.shopify_previous_client_secret,
+            ),
+            stripe_secrets: pair(
+                &self.stripe_webhook_secret,
+                &self.stripe_previous_webhook_secret,
+            ),
+            printify_secrets: pair(
+                &self.printify_webhook_secret,
+                &self.printify_previous_webhook_secret,
+            ),
+            delivery_timeout: self.delivery_timeout,
+            disable_after: self.disable_after,
+            allow_networks: self
+                .allow_networks
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+            dispatch_interval: self.dispatch_interval,
+            secret_overlap: self.secret_overlap,
+        }
+    }
 }
 
 /// Background job settings (the `worker` role).
@@ -284,6 +346,22 @@ impl Config {
                     claim_batch: d.claim_batch,
                 }
             },
+            webhooks: {
+                let d = shopkeep_server::webhooks::WebhookOptions::defaults();
+                WebhooksConfig {
+                    shopify_client_secret: None,
+                    shopify_previous_client_secret: None,
+                    stripe_webhook_secret: None,
+                    stripe_previous_webhook_secret: None,
+                    printify_webhook_secret: None,
+                    printify_previous_webhook_secret: None,
+                    delivery_timeout: d.delivery_timeout,
+                    disable_after: d.disable_after,
+                    allow_networks: Vec::new(),
+                    dispatch_interval: d.dispatch_interval,
+                    secret_overlap: d.secret_overlap,
+                }
+            },
         }
     }
 
@@ -309,6 +387,11 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let d = &self.database;
         let h = &self.http;
+        let w = &self.webhooks;
+        let redacted = |s: &Option<Secret<String>>| match s {
+            Some(_) => "\"[redacted]\"",
+            None => "\"\" # not set",
+        };
         let url = |u: &Option<Secret<String>>| match u {
             Some(s) => format!("{:?}", redact_url(s.expose())),
             None => "\"\" # not set".into(),
@@ -343,7 +426,12 @@ impl Config {
              refresh_token_ttl = \"{rtt}\"\nissuer = {iss:?}\naudience = {aud:?}\nlogin_max_failures = {lmf}\n\
              login_failure_window = \"{lfw}\"\ntrusted_proxies = {tp:?}\n\n\
              [jobs]\nqueues = {jq:?}\ndefault_concurrency = {jdc}\npoll_interval = \"{jpi}\"\nlease = \"{jl}\"\n\
-             keep_finished = \"{jkf}\"\nshutdown_grace = \"{jsg}\"\nclaim_batch = {jcb}\n",
+             keep_finished = \"{jkf}\"\nshutdown_grace = \"{jsg}\"\nclaim_batch = {jcb}\n\n\
+             [shopify]\nclient_secret = {s1}\nprevious_client_secret = {s2}\n\n\
+             [stripe]\nwebhook_secret = {s3}\nprevious_webhook_secret = {s4}\n\n\
+             [printify]\nwebhook_secret = {s5}\nprevious_webhook_secret = {s6}\n\n\
+             [webhooks]\ndelivery_timeout = \"{wdt}\"\ndisable_after = \"{wda}\"\nallow_networks = {wan:?}\n\
+             dispatch_interval = \"{wdi}\"\nsecret_overlap = \"{wso}\"\n",
             data_dir = self.data_dir.display().to_string(),
             listen = self.listen,
             redis = url(&self.redis_url),
@@ -390,6 +478,17 @@ impl Config {
             jkf = values::show_duration(self.jobs.keep_finished),
             jsg = values::show_duration(self.jobs.shutdown_grace),
             jcb = self.jobs.claim_batch,
+            s1 = redacted(&w.shopify_client_secret),
+            s2 = redacted(&w.shopify_previous_client_secret),
+            s3 = redacted(&w.stripe_webhook_secret),
+            s4 = redacted(&w.stripe_previous_webhook_secret),
+            s5 = redacted(&w.printify_webhook_secret),
+            s6 = redacted(&w.printify_previous_webhook_secret),
+            wdt = values::show_duration(w.delivery_timeout),
+            wda = values::show_duration(w.disable_after),
+            wan = w.allow_networks,
+            wdi = values::show_duration(w.dispatch_interval),
+            wso = values::show_duration(w.secret_overlap),
         )
     }
 }

@@ -1,0 +1,958 @@
+//! Webhooks: shops' accounts at providers (`integrations`), inbound receipts, and the outbound
+//! side: endpoints, messages taken from the orders outbox, one delivery per message and
+//! endpoint, and every delivery attempt.
+//!
+//! Inbound: a verified receipt is inserted with its processing job in one transaction, and
+//! `(provider, event_id)` turns a redelivery into a duplicate that enqueues nothing.
+//! Outbound: [`dispatch_outbox`] turns unpublished outbox rows into messages and deliveries and
+//! enqueues each delivery's first attempt in the same transaction; [`record_attempt`] stores an
+//! attempt, moves the delivery on and enqueues the next attempt, also in one transaction.
+
+use shopkeep_domain::webhooks::filter_matches;
+use uuid::Uuid;
+
+use crate::jobs::{NewJob, enqueue_in};
+use crate::{Db, ShopScope, StoreError, on_pool};
+
+/// A shop's account at a provider.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Integration {
+    /// Shop.
+    pub shop_id: Uuid,
+    /// `shopify`, `printify`, `stripe`, `standard`.
+    pub provider: String,
+    /// The provider's name for the account (`acme.myshopify.com`, a Printify shop id).
+    pub account: String,
+    /// Sealed per-shop webhook secret, base64.
+    pub secret: Option<String>,
+    /// The secret before the last rotation, still accepted.
+    pub previous_secret: Option<String>,
+    /// When the provider told us the app was removed.
+    pub uninstalled_at: Option<i64>,
+    /// Microseconds.
+    pub created_at: i64,
+    /// Microseconds.
+    pub updated_at: i64,
+}
+
+const INTEGRATION_COLS: &str =
+    "shop_id, provider, account, secret, previous_secret, uninstalled_at, created_at, updated_at";
+
+/// Links the scoped shop to its account at `provider`. A new `secret` (sealed) moves the old one
+/// to `previous_secret`; `None` keeps the stored secrets.
+pub async fn upsert_integration(
+    db: &Db,
+    scope: ShopScope,
+    provider: &str,
+    account: &str,
+    secret: Option<&str>,
+    now: i64,
+) -> Result<Integration, StoreError> {
+    let shop = scope.shop_id().0;
+    let _write = db.write_lock().await;
+    on_pool!(db, pool => sqlx::query(
+        "INSERT INTO integrations (shop_id, provider, account, secret, previous_secret, uninstalled_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, NULL, NULL, $5, $5) \
+         ON CONFLICT (shop_id, provider) DO UPDATE SET account = excluded.account, uninstalled_at = NULL, updated_at = excluded.updated_at, \
+           previous_secret = CASE WHEN excluded.secret IS NULL THEN integrations.previous_secret ELSE integrations.secret END, \
+           secret = COALESCE(excluded.secret, integrations.secret)")
+        .bind(shop).bind(provider).bind(account).bind(secret).bind(now)
+        .execute(pool).await.map(|_| ()))?;
+    integration(db, scope, provider)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// The scoped shop's account at `provider`.
+pub async fn integration(
+    db: &Db,
+    scope: ShopScope,
+    provider: &str,
+) -> Result<Option<Integration>, StoreError> {
+    let sql =
+        format!("SELECT {INTEGRATION_COLS} FROM integrations WHERE shop_id = $1 AND provider = $2");
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(scope.shop_id().0).bind(provider).fetch_optional(pool).await?),
+    )
+}
+
+/// The scoped shop's accounts.
+pub async fn integrations(db: &Db, scope: ShopScope) -> Result<Vec<Integration>, StoreError> {
+    let sql =
+        format!("SELECT {INTEGRATION_COLS} FROM integrations WHERE shop_id = $1 ORDER BY provider");
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(scope.shop_id().0).fetch_all(pool).await?),
+    )
+}
+
+/// The shop behind a provider's account name: how an inbound webhook finds its shop.
+pub async fn integration_by_account(
+    db: &Db,
+    provider: &str,
+    account: &str,
+) -> Result<Option<Integration>, StoreError> {
+    let sql =
+        format!("SELECT {INTEGRATION_COLS} FROM integrations WHERE provider = $1 AND account = $2");
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(provider).bind(account).fetch_optional(pool).await?),
+    )
+}
+
+/// Removes the scoped shop's link to `provider`; false when there was none.
+pub async fn delete_integration(
+    db: &Db,
+    scope: ShopScope,
+    provider: &str,
+) -> Result<bool, StoreError> {
+    let _write = db.write_lock().await;
+    Ok(
+        on_pool!(db, pool => sqlx::query("DELETE FROM integrations WHERE shop_id = $1 AND provider = $2")
+        .bind(scope.shop_id().0).bind(provider).execute(pool).await?.rows_affected())
+            == 1,
+    )
+}
+
+/// Records that the provider removed shopkeep from the shop (Shopify `app/uninstalled`); the
+/// per-shop secrets are dropped.
+pub async fn mark_uninstalled(
+    db: &Db,
+    scope: ShopScope,
+    provider: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let _write = db.write_lock().await;
+    Ok(on_pool!(db, pool => sqlx::query(
+        "UPDATE integrations SET uninstalled_at = $1, updated_at = $1, secret = NULL, previous_secret = NULL \
+         WHERE shop_id = $2 AND provider = $3")
+        .bind(now).bind(scope.shop_id().0).bind(provider).execute(pool).await?.rows_affected())
+        == 1)
+}
+
+/// A verified inbound webhook to store.
+#[derive(Debug, Clone)]
+pub struct NewReceipt {
+    /// Its id (chosen by the caller, so the processing job can carry it).
+    pub id: Uuid,
+    /// Provider.
+    pub provider: String,
+    /// The provider's event id: the de-duplication key.
+    pub event_id: String,
+    /// Topic or event type.
+    pub topic: String,
+    /// The resolved shop, if any.
+    pub shop_id: Option<Uuid>,
+    /// The provider's name for the shop, as received.
+    pub shop_ref: Option<String>,
+    /// The object the event is about.
+    pub resource_id: Option<String>,
+    /// `queued`, `unhandled` or `orphaned`.
+    pub status: String,
+    /// JSON object of the selected headers.
+    pub headers: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// Microseconds.
+    pub received_at: i64,
+}
+
+/// What storing a receipt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored; its processing job (when one was given) was enqueued with it.
+    New,
+    /// The provider sent this event before; this is the first receipt's id.
+    Duplicate(Uuid),
+}
+
+/// Stores a receipt and enqueues `job` (its processing) in the same transaction. A receipt whose
+/// `(provider, event_id)` exists stores and enqueues nothing.
+pub async fn insert_receipt(
+    db: &Db,
+    r: &NewReceipt,
+    job: Option<&NewJob>,
+) -> Result<Stored, StoreError> {
+    let _write = db.write_lock().await;
+    on_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_receipts (id, provider, event_id, topic, shop_id, shop_ref, resource_id, status, headers, body, received_at, attempts, job_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12) ON CONFLICT (provider, event_id) DO NOTHING")
+            .bind(r.id).bind(&r.provider).bind(&r.event_id).bind(&r.topic).bind(r.shop_id).bind(&r.shop_ref)
+            .bind(&r.resource_id).bind(&r.status).bind(&r.headers).bind(&r.body).bind(r.received_at)
+            .bind(job.map(|_| r.id))
+            .execute(&mut *tx).await?.rows_affected();
+        if inserted == 0 {
+            let first: Uuid = sqlx::query_scalar("SELECT id FROM webhook_receipts WHERE provider = $1 AND event_id = $2")
+                .bind(&r.provider).bind(&r.event_id).fetch_one(&mut *tx).await?;
+            tx.rollback().await?;
+            return Ok(Stored::Duplicate(first));
+        }
+        if let Some(j) = job {
+            let ids = enqueue_in(&mut *tx, std::slice::from_ref(j), r.received_at).await?;
+            sqlx::query("UPDATE webhook_receipts SET job_id = $1 WHERE id = $2")
+                .bind(ids[0].id()).bind(r.id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Stored::New)
+    }.await)
+}
+
+/// A stored receipt.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Receipt {
+    /// Id.
+    pub id: Uuid,
+    /// Provider.
+    pub provider: String,
+    /// The provider's event id.
+    pub event_id: String,
+    /// Topic.
+    pub topic: String,
+    /// Resolved shop.
+    pub shop_id: Option<Uuid>,
+    /// The provider's name for the shop.
+    pub shop_ref: Option<String>,
+    /// The object the event is about.
+    pub resource_id: Option<String>,
+    /// `queued`, `processed`, `failed`, `unhandled`, `orphaned`, `redacted`.
+    pub status: String,
+    /// JSON object of selected headers.
+    pub headers: String,
+    /// Raw body (empty once redacted).
+    pub body: Vec<u8>,
+    /// Microseconds.
+    pub received_at: i64,
+    /// Microseconds.
+    pub processed_at: Option<i64>,
+    /// Processing attempts that finished.
+    pub attempts: i32,
+    /// The last processing error.
+    pub last_error: Option<String>,
+    /// The latest processing job.
+    pub job_id: Option<Uuid>,
+}
+
+const RECEIPT_COLS: &str = "id, provider, event_id, topic, shop_id, shop_ref, resource_id, status, headers, body, \
+     received_at, processed_at, attempts, last_error, job_id";
+
+/// A receipt by id, whatever its shop (for the processing job and platform admins).
+pub async fn receipt(db: &Db, id: Uuid) -> Result<Option<Receipt>, StoreError> {
+    let sql = format!("SELECT {RECEIPT_COLS} FROM webhook_receipts WHERE id = $1");
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?),
+    )
+}
+
+/// Filters of the receipt list.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiptFilter {
+    /// Only this shop's receipts; `None` lists every shop's and the orphaned ones.
+    pub shop: Option<ShopScope>,
+    /// Only orphaned receipts (no shop).
+    pub orphaned_only: bool,
+    /// Provider.
+    pub provider: Option<String>,
+    /// Status.
+    pub status: Option<String>,
+    /// Topic.
+    pub topic: Option<String>,
+    /// Strictly older than this id.
+    pub before: Option<Uuid>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// Receipts, newest first.
+pub async fn receipts(db: &Db, f: &ReceiptFilter) -> Result<Vec<Receipt>, StoreError> {
+    let sql = format!(
+        "SELECT {RECEIPT_COLS} FROM webhook_receipts WHERE ($1 IS NULL OR shop_id = $1) AND ($2 = 0 OR shop_id IS NULL) \
+         AND ($3 IS NULL OR provider = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR topic = $5) \
+         AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
+    );
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(f.shop.map(|s| s.shop_id().0)).bind(i32::from(f.orphaned_only)).bind(&f.provider).bind(&f.status)
+        .bind(&f.topic).bind(f.before).bind(f.limit).fetch_all(pool).await?),
+    )
+}
+
+/// Records how processing a receipt ended (`processed`, `failed`, `unhandled`).
+pub async fn finish_receipt(
+    db: &Db,
+    id: Uuid,
+    status: &str,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let _write = db.write_lock().await;
+    on_pool!(db, pool => sqlx::query(
+        "UPDATE webhook_receipts SET status = CASE WHEN status = 'redacted' THEN status ELSE $1 END, \
+         last_error = $2, processed_at = $3, attempts = attempts + 1 WHERE id = $4")
+        .bind(status).bind(error).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Queues a receipt's processing again (an admin's replay); false when it does not exist.
+pub async fn requeue_receipt(
+    db: &Db,
+    id: Uuid,
+    shop_id: Option<Uuid>,
+    job: &NewJob,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let _write = db.write_lock().await;
+    on_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let ids = enqueue_in(&mut *tx, std::slice::from_ref(job), now).await?;
+        let n = sqlx::query(
+            "UPDATE webhook_receipts SET status = 'queued', job_id = $1, shop_id = COALESCE($2, shop_id), last_error = NULL WHERE id = $3")
+            .bind(ids[0].id()).bind(shop_id).bind(id).execute(&mut *tx).await?.rows_affected();
+        if n == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }.await)
+}
+
+/// Erases the stored bodies of the scoped shop's receipts from `provider` about any of
+/// `resources` (`None`: every receipt of the shop from `provider`). Returns the receipts erased.
+pub async fn redact_receipts(
+    db: &Db,
+    scope: ShopScope,
+    provider: &str,
+    resources: Option<&[String]>,
+) -> Result<u64, StoreError> {
+    let _write = db.write_lock().await;
+    let shop = scope.shop_id().0;
+    macro_rules! body {
+        ($pool:expr, $db:ty) => {{
+            let mut q: sqlx::QueryBuilder<$db> =
+                sqlx::QueryBuilder::new("UPDATE webhook_receipts SET body = ");
+            q.push_bind(Vec::<u8>::new())
+                .push(", headers = '{}', status = 'redacted' WHERE shop_id = ")
+                .push_bind(shop)
+                .push(" AND provider = ")
+                .push_bind(provider.to_string());
+            if let Some(rs) = resources {
+                if rs.is_empty() {
+                    return Ok(0);
+                }
+                q.push(" AND resource_id IN (");
+                let mut sep = q.separated(", ");
+                for r in rs {
+                    sep.push_bind(r.clone());
+                }
+                q.push(")");
+            }
+            Ok(q.build().execute($pool).await?.rows_affected())
+        }};
+    }
+    match db {
+        Db::Sqlite(s) => body!(&s.pool, sqlx::Sqlite),
+        Db::Postgres(pool) => body!(pool, sqlx::Postgres),
+    }
+}
+
+/// An outbound destination.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Endpoint {
+    /// Shop.
+    pub shop_id: Uuid,
+    /// Id.
+    pub id: Uuid,
+    /// Where deliveries go.
+    pub url: String,
+    /// The owner's note.
+    pub description: String,
+    /// JSON array of event type filters; empty = every event.
+    pub event_types: String,
+    /// 1 when deliveries go out.
+    pub enabled: i32,
+    /// Sealed `whsec_` secret, base64.
+    pub secret: String,
+    /// The secret before the last rotation, still signing until `previous_until`.
+    pub previous_secret: Option<String>,
+    /// Microseconds.
+    pub previous_until: Option<i64>,
+    /// JSON object of extra headers.
+    pub headers: String,
+    /// At most this many deliveries per second.
+    pub rate_per_second: Option<i32>,
+    /// Start of the current run of failures.
+    pub failing_since: Option<i64>,
+    /// Why shopkeep disabled it.
+    pub disabled_reason: Option<String>,
+    /// Microseconds.
+    pub created_at: i64,
+    /// Microseconds.
+    pub updated_at: i64,
+}
+
+const ENDPOINT_COLS: &str = "shop_id, id, url, description, event_types, enabled, secret, previous_secret, previous_until, \
+     headers, rate_per_second, failing_since, disabled_reason, created_at, updated_at";
+
+/// The settable part of an endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointFields {
+    /// URL.
+    pub url: String,
+    /// Note.
+    pub description: String,
+    /// JSON array of filters.
+    pub event_types: String,
+    /// Deliver or not.
+    pub enabled: bool,
+    /// JSON object of headers.
+    pub headers: String,
+    /// Deliveries per second.
+    pub rate_per_second: Option<i32>,
+}
+
+/// Creates an endpoint with a sealed secret.
+pub async fn create_endpoint(
+    db: &Db,
+    scope: ShopScope,
+    f: &EndpointFields,
+    secret: &str,
+    now: i64,
+) -> Result<Endpoint, StoreError> {
+    let id = Uuid::now_v7();
+    {
+        let _write = db.write_lock().await;
+        on_pool!(db, pool => sqlx::query(
+            "INSERT INTO webhook_endpoints (shop_id, id, url, description, event_types, enabled, secret, headers, rate_per_second, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)")
+            .bind(scope.shop_id().0).bind(id).bind(&f.url).bind(&f.description).bind(&f.event_types)
+            .bind(i32::from(f.enabled)).bind(secret).bind(&f.headers).bind(f.rate_per_second).bind(now)
+            .execute(pool).await.map(|_| ()))?;
+    }
+    endpoint(db, scope, id).await?.ok_or(StoreError::NotFound)
+}
+
+/// One endpoint of the scoped shop.
+pub async fn endpoint(db: &Db, scope: ShopScope, id: Uuid) -> Result<Option<Endpoint>, StoreError> {
+    let sql =
+        format!("SELECT {ENDPOINT_COLS} FROM webhook_endpoints WHERE shop_id = $1 AND id = $2");
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(scope.shop_id().0).bind(id).fetch_optional(pool).await?),
+    )
+}
+
+/// The scoped shop's endpoints, oldest first.
+pub async fn endpoints(db: &Db, scope: ShopScope) -> Result<Vec<Endpoint>, StoreError> {
+    let sql =
+        format!("SELECT {ENDPOINT_COLS} FROM webhook_endpoints WHERE shop_id = $1 ORDER BY id");
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(scope.shop_id().0).fetch_all(pool).await?),
+    )
+}
+
+/// Replaces an endpoint's settable fields. Enabling it clears the failure run and the reason it
+/// was disabled.
+pub async fn update_endpoint(
+    db: &Db,
+    scope: ShopScope,
+    id: Uuid,
+    f: &EndpointFields,
+    now: i64,
+) -> Result<Option<Endpoint>, StoreError> {
+    let n = {
+        let _write = db.write_lock().await;
+        on_pool!(db, pool => sqlx::query(
+            "UPDATE webhook_endpoints SET url = $1, description = $2, event_types = $3, \
+               failing_since = CASE WHEN $4 = 1 AND enabled = 0 THEN NULL ELSE failing_since END, \
+               disabled_reason = CASE WHEN $4 = 1 THEN NULL ELSE disabled_reason END, \
+               enabled = $4, headers = $5, rate_per_second = $6, updated_at = $7 \
+             WHERE shop_id = $8 AND id = $9")
+            .bind(&f.url).bind(&f.description).bind(&f.event_types).bind(i32::from(f.enabled)).bind(&f.headers)
+            .bind(f.rate_per_second).bind(now).bind(scope.shop_id().0).bind(id)
+            .execute(pool).await?.rows_affected())
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    endpoint(db, scope, id).await
+}
+
+/// Deletes an endpoint; its pending deliveries are skipped when they come up.
+pub async fn delete_endpoint(db: &Db, scope: ShopScope, id: Uuid) -> Result<bool, StoreError> {
+    let _write = db.write_lock().await;
+    Ok(
+        on_pool!(db, pool => sqlx::query("DELETE FROM webhook_endpoints WHERE shop_id = $1 AND id = $2")
+        .bind(scope.shop_id().0).bind(id).execute(pool).await?.rows_affected())
+            == 1,
+    )
+}
+
+/// Puts a new sealed secret in place; the old one keeps signing until `previous_until`.
+pub async fn rotate_secret(
+    db: &Db,
+    scope: ShopScope,
+    id: Uuid,
+    secret: &str,
+    previous_until: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let _write = db.write_lock().await;
+    Ok(on_pool!(db, pool => sqlx::query(
+        "UPDATE webhook_endpoints SET previous_secret = secret, previous_until = $1, secret = $2, updated_at = $3 \
+         WHERE shop_id = $4 AND id = $5")
+        .bind(previous_until).bind(secret).bind(now).bind(scope.shop_id().0).bind(id)
+        .execute(pool).await?.rows_affected())
+        == 1)
+}
+
+/// Builds the first-attempt job of a delivery: (shop, delivery id, due time) -> job.
+pub type JobMaker<'a> = &'a (dyn Fn(Uuid, Uuid, i64) -> NewJob + Sync);
+
+/// A shop's enabled endpoints with their filters.
+type ShopEndpoints = (Uuid, Vec<(Uuid, Vec<String>)>);
+
+/// An outbox row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct OutboxRow {
+    id: Uuid,
+    shop_id: Uuid,
+    event_type: String,
+    resource_id: String,
+    payload: String,
+    created_at: i64,
+}
+
+/// Turns up to `limit` unpublished outbox events, oldest first, into messages and one delivery
+/// per enabled endpoint whose filter matches, enqueues each delivery's first attempt, and marks
+/// the events published: all in one transaction. One dispatcher runs at a time (the SQLite writer,
+/// a PostgreSQL advisory lock), so deliveries are created in event order. Returns the events
+/// published, or `None` when another instance is dispatching.
+pub async fn dispatch_outbox(
+    db: &Db,
+    limit: i64,
+    now: i64,
+    job: JobMaker<'_>,
+) -> Result<Option<usize>, StoreError> {
+    // A look before the write lock: an idle outbox costs one indexed read.
+    let any: Option<i32> = on_pool!(db, pool => sqlx::query_scalar(
+        "SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT 1").fetch_optional(pool).await?);
+    if any.is_none() {
+        return Ok(Some(0));
+    }
+    let _write = db.write_lock().await;
+    let is_pg = matches!(db, Db::Postgres(_));
+    on_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        if is_pg {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(7316540211)")
+                .fetch_one(&mut *tx).await?;
+            if !got {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT id, shop_id, event_type, resource_id, payload, created_at FROM outbox \
+             WHERE published_at IS NULL ORDER BY id LIMIT $1")
+            .bind(limit).fetch_all(&mut *tx).await?;
+        let mut shops: Vec<ShopEndpoints> = Vec::new();
+        let mut jobs = Vec::new();
+        for r in &rows {
+            if !shops.iter().any(|(s, _)| *s == r.shop_id) {
+                let eps: Vec<(Uuid, String)> = sqlx::query_as(
+                    "SELECT id, event_types FROM webhook_endpoints WHERE shop_id = $1 AND enabled = 1 ORDER BY id")
+                    .bind(r.shop_id).fetch_all(&mut *tx).await?;
+                let eps = eps.into_iter()
+                    .map(|(id, f)| (id, serde_json::from_str::<Vec<String>>(&f).unwrap_or_default()))
+                    .collect();
+                shops.push((r.shop_id, eps));
+            }
+            let eps = &shops.iter().find(|(s, _)| *s == r.shop_id).expect("just added").1;
+            let targets: Vec<Uuid> = eps.iter().filter(|(_, f)| filter_matches(f, &r.event_type)).map(|(id, _)| *id).collect();
+            if !targets.is_empty() {
+                sqlx::query(
+                    "INSERT INTO webhook_messages (shop_id, id, event_type, resource_id, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+                    .bind(r.shop_id).bind(r.id).bind(&r.event_type).bind(&r.resource_id).bind(&r.payload).bind(r.created_at)
+                    .execute(&mut *tx).await?;
+            }
+            for ep in targets {
+                let delivery = Uuid::now_v7();
+                let n = sqlx::query(
+                    "INSERT INTO webhook_deliveries (shop_id, id, message_id, endpoint_id, status, attempts, retry_base, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', 0, 0, $5, $5, $5) ON CONFLICT DO NOTHING")
+                    .bind(r.shop_id).bind(delivery).bind(r.id).bind(ep).bind(now)
+                    .execute(&mut *tx).await?.rows_affected();
+                if n == 1 {
+                    jobs.push(job(r.shop_id, delivery, now));
+                }
+            }
+            sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2").bind(now).bind(r.id)
+                .execute(&mut *tx).await?;
+        }
+        if !jobs.is_empty() {
+            enqueue_in(&mut *tx, &jobs, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(rows.len()))
+    }.await)
+}
+
+/// A message for one endpoint only (a test send).
+#[derive(Debug, Clone)]
+pub struct DirectMessage<'a> {
+    /// Endpoint.
+    pub endpoint_id: Uuid,
+    /// Event type.
+    pub event_type: &'a str,
+    /// The resource it is about.
+    pub resource_id: &'a str,
+    /// JSON body.
+    pub payload: &'a str,
+}
+
+/// Sends a message to one endpoint only (a test send): the message, its delivery and the first
+/// attempt's job, in one transaction. Returns the delivery id.
+pub async fn send_direct(
+    db: &Db,
+    scope: ShopScope,
+    m: &DirectMessage<'_>,
+    now: i64,
+    job: JobMaker<'_>,
+) -> Result<Uuid, StoreError> {
+    let shop = scope.shop_id().0;
+    let (endpoint_id, event_type, resource_id, payload) =
+        (m.endpoint_id, m.event_type, m.resource_id, m.payload);
+    let (message, delivery) = (Uuid::now_v7(), Uuid::now_v7());
+    let _write = db.write_lock().await;
+    on_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO webhook_messages (shop_id, id, event_type, resource_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(shop).bind(message).bind(event_type).bind(resource_id).bind(payload).bind(now)
+            .execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (shop_id, id, message_id, endpoint_id, status, attempts, retry_base, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, 0, $5, $5, $5)")
+            .bind(shop).bind(delivery).bind(message).bind(endpoint_id).bind(now)
+            .execute(&mut *tx).await?;
+        enqueue_in(&mut *tx, &[job(shop, delivery, now)], now).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(())
+    }.await)?;
+    Ok(delivery)
+}
+
+/// A delivery with its message's type.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Delivery {
+    /// Shop.
+    pub shop_id: Uuid,
+    /// Id.
+    pub id: Uuid,
+    /// Message (the `webhook-id`).
+    pub message_id: Uuid,
+    /// Endpoint.
+    pub endpoint_id: Uuid,
+    /// The message's event type.
+    pub event_type: String,
+    /// The message's resource.
+    pub resource_id: String,
+    /// `pending`, `delivered`, `failed`, `skipped`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// Attempts before the current round.
+    pub retry_base: i32,
+    /// When the next attempt is due.
+    pub next_attempt_at: Option<i64>,
+    /// The last HTTP status received.
+    pub last_status: Option<i32>,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Microseconds.
+    pub created_at: i64,
+    /// Microseconds.
+    pub updated_at: i64,
+}
+
+const DELIVERY_SELECT: &str = "SELECT d.shop_id, d.id, d.message_id, d.endpoint_id, m.event_type, m.resource_id, d.status, d.attempts, \
+     d.retry_base, d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.updated_at \
+     FROM webhook_deliveries d JOIN webhook_messages m ON m.shop_id = d.shop_id AND m.id = d.message_id";
+
+/// One delivery of the scoped shop.
+pub async fn delivery(db: &Db, scope: ShopScope, id: Uuid) -> Result<Option<Delivery>, StoreError> {
+    let sql = format!("{DELIVERY_SELECT} WHERE d.shop_id = $1 AND d.id = $2");
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(scope.shop_id().0).bind(id).fetch_optional(pool).await?),
+    )
+}
+
+/// The message a delivery carries: its payload.
+pub async fn message_payload(
+    db: &Db,
+    scope: ShopScope,
+    message: Uuid,
+) -> Result<Option<String>, StoreError> {
+    Ok(on_pool!(db, pool => sqlx::query_scalar(
+        "SELECT payload FROM webhook_messages WHERE shop_id = $1 AND id = $2")
+        .bind(scope.shop_id().0).bind(message).fetch_optional(pool).await?))
+}
+
+/// Filters of the delivery log.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Endpoint.
+    pub endpoint: Option<Uuid>,
+    /// Status.
+    pub status: Option<String>,
+    /// Event type.
+    pub event_type: Option<String>,
+    /// Strictly older than this id.
+    pub before: Option<Uuid>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// The scoped shop's deliveries, newest first.
+pub async fn deliveries(
+    db: &Db,
+    scope: ShopScope,
+    f: &DeliveryFilter,
+) -> Result<Vec<Delivery>, StoreError> {
+    let sql = format!(
+        "{DELIVERY_SELECT} WHERE d.shop_id = $1 AND ($2 IS NULL OR d.endpoint_id = $2) AND ($3 IS NULL OR d.status = $3) \
+         AND ($4 IS NULL OR m.event_type = $4) AND ($5 IS NULL OR d.id < $5) ORDER BY d.id DESC LIMIT $6"
+    );
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(scope.shop_id().0).bind(f.endpoint).bind(&f.status).bind(&f.event_type).bind(f.before).bind(f.limit)
+        .fetch_all(pool).await?),
+    )
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Attempt {
+    /// Attempt number, from 1.
+    pub attempt: i32,
+    /// Microseconds.
+    pub started_at: i64,
+    /// How long the endpoint took.
+    pub latency_us: i64,
+    /// HTTP status, when one came back.
+    pub status_code: Option<i32>,
+    /// Why it failed without a status (timeout, refused address, ...).
+    pub error: Option<String>,
+    /// The first 4 KB of the response body.
+    pub response_body: String,
+}
+
+/// The attempts of a delivery, first first.
+pub async fn attempts(
+    db: &Db,
+    scope: ShopScope,
+    delivery: Uuid,
+) -> Result<Vec<Attempt>, StoreError> {
+    Ok(on_pool!(db, pool => sqlx::query_as(
+        "SELECT attempt, started_at, latency_us, status_code, error, response_body FROM webhook_attempts \
+         WHERE shop_id = $1 AND delivery_id = $2 ORDER BY attempt")
+        .bind(scope.shop_id().0).bind(delivery).fetch_all(pool).await?))
+}
+
+/// Where an attempt leaves its delivery.
+#[derive(Debug, Clone)]
+pub enum Next {
+    /// A 2xx: delivered; the endpoint's failure run ends.
+    Delivered,
+    /// Failed; the next attempt is this job, due at its `run_at`.
+    Retry(NewJob),
+    /// Failed, and the schedule is exhausted.
+    Failed,
+}
+
+/// An attempt to record.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// Attempt number.
+    pub attempt: i32,
+    /// Microseconds.
+    pub started_at: i64,
+    /// Microseconds.
+    pub latency_us: i64,
+    /// HTTP status.
+    pub status_code: Option<i32>,
+    /// Error without a status.
+    pub error: Option<String>,
+    /// First 4 KB of the body.
+    pub response_body: String,
+}
+
+/// What recording an attempt did to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointHealth {
+    /// Nothing changed, or the endpoint recovered.
+    Ok,
+    /// The endpoint had been failing for `disable_after` and is now disabled.
+    Disabled,
+}
+
+/// Records an attempt, moves the delivery on, enqueues the next attempt, and tracks the
+/// endpoint's failure run, disabling it once failures have lasted `disable_after` microseconds:
+/// one transaction. A second record of the same attempt (a job that ran twice) changes nothing.
+pub async fn record_attempt(
+    db: &Db,
+    scope: ShopScope,
+    delivery: &Delivery,
+    a: &AttemptRecord,
+    next: &Next,
+    now: i64,
+    disable_after: i64,
+) -> Result<EndpointHealth, StoreError> {
+    let shop = scope.shop_id().0;
+    let (status, next_at) = match next {
+        Next::Delivered => ("delivered", None),
+        Next::Retry(j) => ("pending", Some(j.run_at)),
+        Next::Failed => ("failed", None),
+    };
+    let _write = db.write_lock().await;
+    on_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO webhook_attempts (shop_id, delivery_id, attempt, started_at, latency_us, status_code, error, response_body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
+            .bind(shop).bind(delivery.id).bind(a.attempt).bind(a.started_at).bind(a.latency_us).bind(a.status_code)
+            .bind(&a.error).bind(&a.response_body).execute(&mut *tx).await?.rows_affected();
+        if fresh == 0 {
+            tx.rollback().await?;
+            return Ok(EndpointHealth::Ok);
+        }
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, last_status = $4, last_error = $5, updated_at = $6 \
+             WHERE shop_id = $7 AND id = $8")
+            .bind(status).bind(a.attempt).bind(next_at).bind(a.status_code).bind(&a.error).bind(now)
+            .bind(shop).bind(delivery.id).execute(&mut *tx).await?;
+        if let Next::Retry(j) = next {
+            enqueue_in(&mut *tx, std::slice::from_ref(j), now).await?;
+        }
+        let health = if matches!(next, Next::Delivered) {
+            sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE shop_id = $1 AND id = $2 AND failing_since IS NOT NULL")
+                .bind(shop).bind(delivery.endpoint_id).execute(&mut *tx).await?;
+            EndpointHealth::Ok
+        } else {
+            let since: Option<Option<i64>> = sqlx::query_scalar(
+                "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE shop_id = $2 AND id = $3 AND enabled = 1 \
+                 RETURNING failing_since")
+                .bind(a.started_at).bind(shop).bind(delivery.endpoint_id).fetch_optional(&mut *tx).await?;
+            match since.flatten() {
+                Some(s) if now - s >= disable_after => {
+                    sqlx::query(
+                        "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE shop_id = $3 AND id = $4")
+                        .bind(format!("every delivery failed for {} hours", (now - s) / 3_600_000_000))
+                        .bind(now).bind(shop).bind(delivery.endpoint_id).execute(&mut *tx).await?;
+                    EndpointHealth::Disabled
+                }
+                _ => EndpointHealth::Ok,
+            }
+        };
+        tx.commit().await?;
+        Ok(health)
+    }.await)
+}
+
+/// Marks a delivery skipped (its endpoint is disabled or gone).
+pub async fn skip_delivery(
+    db: &Db,
+    scope: ShopScope,
+    id: Uuid,
+    why: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let _write = db.write_lock().await;
+    on_pool!(db, pool => sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'skipped', next_attempt_at = NULL, last_error = $1, updated_at = $2 \
+         WHERE shop_id = $3 AND id = $4 AND status = 'pending'")
+        .bind(why).bind(now).bind(scope.shop_id().0).bind(id).execute(pool).await.map(|_| ()))?;
+    Ok(())
+}
+
+/// Moves a delivery's next attempt to `job.run_at` without counting an attempt (a rate limit).
+pub async fn postpone(
+    db: &Db,
+    scope: ShopScope,
+    id: Uuid,
+    job: &NewJob,
+    now: i64,
+) -> Result<(), StoreError> {
+    let _write = db.write_lock().await;
+    on_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = $1, updated_at = $2 WHERE shop_id = $3 AND id = $4")
+            .bind(job.run_at).bind(now).bind(scope.shop_id().0).bind(id).execute(&mut *tx).await?;
+        enqueue_in(&mut *tx, std::slice::from_ref(job), now).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(())
+    }.await)?;
+    Ok(())
+}
+
+/// Sends deliveries again from the start of the retry schedule: the given one, or every
+/// `failed` or `skipped` delivery of `endpoint` created since `since`. Each gets a new first
+/// attempt now. Returns how many were queued.
+pub async fn resend(
+    db: &Db,
+    scope: ShopScope,
+    target: Resend,
+    now: i64,
+    job: JobMaker<'_>,
+) -> Result<u64, StoreError> {
+    let shop = scope.shop_id().0;
+    let _write = db.write_lock().await;
+    on_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let ids: Vec<Uuid> = match target {
+            Resend::One(id) => sqlx::query_scalar(
+                "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, next_attempt_at = $1, updated_at = $1 \
+                 WHERE shop_id = $2 AND id = $3 RETURNING id")
+                .bind(now).bind(shop).bind(id).fetch_all(&mut *tx).await?,
+            Resend::FailedSince { endpoint, since } => sqlx::query_scalar(
+                "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, next_attempt_at = $1, updated_at = $1 \
+                 WHERE shop_id = $2 AND endpoint_id = $3 AND status IN ('failed', 'skipped') AND created_at >= $4 RETURNING id")
+                .bind(now).bind(shop).bind(endpoint).bind(since).fetch_all(&mut *tx).await?,
+        };
+        if !ids.is_empty() {
+            let jobs: Vec<NewJob> = ids.iter().map(|d| job(shop, *d, now)).collect();
+            enqueue_in(&mut *tx, &jobs, now).await?;
+        }
+        tx.commit().await?;
+        Ok(u64::try_from(ids.len()).unwrap_or(u64::MAX))
+    }.await)
+}
+
+/// What [`resend`] sends again.
+#[derive(Debug, Clone, Copy)]
+pub enum Resend {
+    /// One delivery, whatever its state.
+    One(Uuid),
+    /// Every failed or skipped delivery of an endpoint created at or after `since`.
+    FailedSince {
+        /// Endpoint.
+        endpoint: Uuid,
+        /// Microseconds.
+        since: i64,
+    },
+}
+
+/// Endpoint counts by state, for the metrics gauges: (enabled, disabled, failing).
+pub async fn endpoint_states(db: &Db) -> Result<(i64, i64, i64), StoreError> {
+    Ok(on_pool!(db, pool => sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN enabled = 1 THEN 1 ELSE 0 END), 0), \
+                COALESCE(SUM(CASE WHEN enabled = 0 THEN 1 ELSE 0 END), 0), \
+                COALESCE(SUM(CASE WHEN enabled = 1 AND failing_since IS NOT NULL THEN 1 ELSE 0 END), 0) \
+         FROM webhook_endpoints").fetch_one(pool).await?))
+}
