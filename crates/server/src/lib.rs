@@ -123,6 +123,7 @@ pub fn with_middleware(routes: Router, http: &HttpOptions) -> Router {
     let app = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(detach))
         .layer(DefaultBodyLimit::max(http.body_limit))
         // Also bound bodies read as streams, which DefaultBodyLimit does not see.
         .layer(RequestBodyLimitLayer::new(http.body_limit))
@@ -136,6 +137,23 @@ pub fn with_middleware(routes: Router, http: &HttpOptions) -> Router {
         app.layer(CompressionLayer::new())
     } else {
         app
+    }
+}
+
+/// Runs the handler in a task of its own. When the client goes away or the timeout answers
+/// first, the handler still runs to its end instead of being dropped at an `.await`: a write
+/// commits or rolls back whole, and a pooled connection is never put back inside an open
+/// transaction (dropping a transaction's `begin` half-way can leave it open in sqlx 0.9.0).
+async fn detach(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let task = tokio::spawn(next.run(req).instrument(tracing::Span::current()));
+    match task.await {
+        Ok(res) => res,
+        // The panic goes on to the catch-panic layer, which answers the logged 500.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => {
+            ApiError::internal(anyhow::anyhow!("the handler task ended: {e}")).into_response()
+        }
     }
 }
 

@@ -24,9 +24,19 @@ async fn panics() -> &'static str {
     panic!("the secret internals")
 }
 
+static EFFECT_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn app() -> Router {
     let routes = Router::new()
         .route("/panic", get(panics))
+        .route(
+            "/effect",
+            post(|| async {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                EFFECT_DONE.store(true, std::sync::atomic::Ordering::SeqCst);
+                "done"
+            }),
+        )
         .route(
             "/slow",
             get(|| async {
@@ -180,4 +190,23 @@ async fn responses_are_gzipped_for_clients_that_accept_it() {
     assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     assert!(bytes.len() < 1000, "compressed to {} bytes", bytes.len());
+}
+
+#[tokio::test]
+async fn a_handler_finishes_its_work_when_the_client_goes_away() {
+    let req = Request::post("/effect").body(Body::empty()).unwrap();
+    // The caller gives up after 20 ms, as a client that disconnects does: its future is dropped.
+    let gave_up = tokio::time::timeout(Duration::from_millis(20), app().oneshot(req)).await;
+    assert!(
+        gave_up.is_err(),
+        "the handler takes longer than the caller waits"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while !EFFECT_DONE.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler was dropped half-way"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
