@@ -87,6 +87,8 @@ CREATE TABLE webhook_deliveries (
     -- Attempts made before the current round (a resend starts the retry schedule again).
     retry_base      INTEGER NOT NULL,
     next_attempt_at BIGINT,
+    -- The job that makes the next attempt; any other job for this delivery is stale and skips.
+    next_job        BLOB,
     last_status     INTEGER,
     last_error      TEXT,
     created_at      BIGINT NOT NULL,

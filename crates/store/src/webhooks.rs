@@ -14,6 +14,22 @@ use uuid::Uuid;
 use crate::jobs::{NewJob, enqueue_in};
 use crate::{Db, ShopScope, StoreError, on_pool};
 
+/// Points each delivery at the job that makes its next attempt.
+macro_rules! point_at_jobs {
+    ($tx:expr, $shop_deliveries:expr, $enqueued:expr) => {
+        for ((shop, delivery), job) in $shop_deliveries.iter().zip($enqueued.iter()) {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET next_job = $1 WHERE shop_id = $2 AND id = $3",
+            )
+            .bind(job.id())
+            .bind(*shop)
+            .bind(*delivery)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
 /// A shop's account at a provider.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Integration {
@@ -561,6 +577,7 @@ pub async fn dispatch_outbox(
             .bind(limit).fetch_all(&mut *tx).await?;
         let mut shops: Vec<ShopEndpoints> = Vec::new();
         let mut jobs = Vec::new();
+        let mut made: Vec<(Uuid, Uuid)> = Vec::new();
         for r in &rows {
             if !shops.iter().any(|(s, _)| *s == r.shop_id) {
                 let eps: Vec<(Uuid, String)> = sqlx::query_as(
@@ -589,13 +606,15 @@ pub async fn dispatch_outbox(
                     .execute(&mut *tx).await?.rows_affected();
                 if n == 1 {
                     jobs.push(job(r.shop_id, delivery, now));
+                    made.push((r.shop_id, delivery));
                 }
             }
             sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2").bind(now).bind(r.id)
                 .execute(&mut *tx).await?;
         }
         if !jobs.is_empty() {
-            enqueue_in(&mut *tx, &jobs, now).await?;
+            let enqueued = enqueue_in(&mut *tx, &jobs, now).await?;
+            point_at_jobs!(tx, made, enqueued);
         }
         tx.commit().await?;
         Ok(Some(rows.len()))
@@ -640,7 +659,8 @@ pub async fn send_direct(
              VALUES ($1, $2, $3, $4, 'pending', 0, 0, $5, $5, $5)")
             .bind(shop).bind(delivery).bind(message).bind(endpoint_id).bind(now)
             .execute(&mut *tx).await?;
-        enqueue_in(&mut *tx, &[job(shop, delivery, now)], now).await?;
+        let enqueued = enqueue_in(&mut *tx, &[job(shop, delivery, now)], now).await?;
+        point_at_jobs!(tx, [(shop, delivery)], enqueued);
         tx.commit().await?;
         Ok::<_, StoreError>(())
     }.await)?;
@@ -670,6 +690,8 @@ pub struct Delivery {
     pub retry_base: i32,
     /// When the next attempt is due.
     pub next_attempt_at: Option<i64>,
+    /// The job that makes the next attempt.
+    pub next_job: Option<Uuid>,
     /// The last HTTP status received.
     pub last_status: Option<i32>,
     /// The last error.
@@ -681,7 +703,7 @@ pub struct Delivery {
 }
 
 const DELIVERY_SELECT: &str = "SELECT d.shop_id, d.id, d.message_id, d.endpoint_id, m.event_type, m.resource_id, d.status, d.attempts, \
-     d.retry_base, d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.updated_at \
+     d.retry_base, d.next_attempt_at, d.next_job, d.last_status, d.last_error, d.created_at, d.updated_at \
      FROM webhook_deliveries d JOIN webhook_messages m ON m.shop_id = d.shop_id AND m.id = d.message_id";
 
 /// One delivery of the scoped shop.
@@ -838,7 +860,8 @@ pub async fn record_attempt(
             .bind(status).bind(a.attempt).bind(next_at).bind(a.status_code).bind(&a.error).bind(now)
             .bind(shop).bind(delivery.id).execute(&mut *tx).await?;
         if let Next::Retry(j) = next {
-            enqueue_in(&mut *tx, std::slice::from_ref(j), now).await?;
+            let enqueued = enqueue_in(&mut *tx, std::slice::from_ref(j), now).await?;
+            point_at_jobs!(tx, [(shop, delivery.id)], enqueued);
         }
         let health = if matches!(next, Next::Delivered) {
             sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE shop_id = $1 AND id = $2 AND failing_since IS NOT NULL")
@@ -894,7 +917,8 @@ pub async fn postpone(
         let mut tx = pool.begin().await?;
         sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = $1, updated_at = $2 WHERE shop_id = $3 AND id = $4")
             .bind(job.run_at).bind(now).bind(scope.shop_id().0).bind(id).execute(&mut *tx).await?;
-        enqueue_in(&mut *tx, std::slice::from_ref(job), now).await?;
+        let enqueued = enqueue_in(&mut *tx, std::slice::from_ref(job), now).await?;
+        point_at_jobs!(tx, [(scope.shop_id().0, id)], enqueued);
         tx.commit().await?;
         Ok::<_, StoreError>(())
     }.await)?;
@@ -903,7 +927,8 @@ pub async fn postpone(
 
 /// Sends deliveries again from the start of the retry schedule: the given one, or every
 /// `failed` or `skipped` delivery of `endpoint` created since `since`. Each gets a new first
-/// attempt now. Returns how many were queued.
+/// attempt now, made by a new job; a job that was still waiting for the delivery becomes stale
+/// and skips. Returns how many were queued.
 pub async fn resend(
     db: &Db,
     scope: ShopScope,
@@ -927,7 +952,9 @@ pub async fn resend(
         };
         if !ids.is_empty() {
             let jobs: Vec<NewJob> = ids.iter().map(|d| job(shop, *d, now)).collect();
-            enqueue_in(&mut *tx, &jobs, now).await?;
+            let enqueued = enqueue_in(&mut *tx, &jobs, now).await?;
+            let made: Vec<(Uuid, Uuid)> = ids.iter().map(|d| (shop, *d)).collect();
+            point_at_jobs!(tx, made, enqueued);
         }
         tx.commit().await?;
         Ok(u64::try_from(ids.len()).unwrap_or(u64::MAX))

@@ -1059,7 +1059,12 @@ pub async fn put_integration(
         return Err(ApiError::not_found(format!("no provider {provider:?}")));
     }
     let mut errors = Vec::new();
-    let account = body.account.trim().to_ascii_lowercase();
+    // Shop domains ignore case; other providers' ids are kept exactly as the provider writes them.
+    let account = if provider == "shopify" {
+        body.account.trim().to_ascii_lowercase()
+    } else {
+        body.account.trim().to_string()
+    };
     let account_ok = match provider.as_str() {
         "shopify" => shopify::valid_shop_domain(&account),
         _ => (1..=255).contains(&account.len()) && !account.chars().any(char::is_control),

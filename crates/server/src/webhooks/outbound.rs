@@ -127,10 +127,10 @@ impl Client {
                         _ => break,
                     }
                 }
-                Answer::Status(status, String::from_utf8_lossy(&kept).into_owned())
+                Answer::Status(status, storable(&String::from_utf8_lossy(&kept)))
             }
             Err(e) => {
-                let text = error_chain(&e);
+                let text = storable(&error_chain(&e));
                 if text.contains("refused") && text.contains("private or reserved") {
                     Answer::Refused(text)
                 } else if e.is_timeout() {
@@ -141,6 +141,11 @@ impl Client {
             }
         }
     }
+}
+
+/// Text any engine stores: PostgreSQL `TEXT` cannot hold NUL, so it becomes U+FFFD.
+fn storable(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -204,19 +209,23 @@ pub async fn deliver(svc: &WebhookService, ctx: &JobContext, delivery: Uuid) -> 
         ShopScope::verified(ShopId(shop)),
         delivery,
         Timestamp::now().0,
+        Some(ctx.id),
     )
     .await?;
     Ok(serde_json::to_value(out).ok())
 }
 
 /// Makes one attempt of `delivery` as of `now` (microseconds; the retry schedule and the
-/// auto-disable rule count from it, so tests can drive them with their own clock).
+/// auto-disable rule count from it, so tests can drive them with their own clock). `job` is the
+/// job making the attempt: when the delivery now expects another job (a resend replaced it), this
+/// one skips. `None` skips that check.
 pub async fn attempt(
     svc: &WebhookService,
     db: &Db,
     scope: ShopScope,
     delivery: Uuid,
     now: i64,
+    job: Option<Uuid>,
 ) -> Result<Outcome, JobError> {
     let shop = scope.shop_id().0;
     let Some(d) = store::delivery(db, scope, delivery).await? else {
@@ -227,6 +236,13 @@ pub async fn attempt(
     if d.status != "pending" {
         return Ok(Outcome::Skipped {
             why: format!("the delivery is {}", d.status),
+        });
+    }
+    if let Some(j) = job
+        && d.next_job.is_some_and(|expected| expected != j)
+    {
+        return Ok(Outcome::Skipped {
+            why: "a newer job makes this delivery's next attempt".into(),
         });
     }
     let endpoint = match store::endpoint(db, scope, d.endpoint_id).await? {

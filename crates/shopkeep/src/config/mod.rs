@@ -173,11 +173,11 @@ impl WebhooksConfig {
             ),
             delivery_timeout: self.delivery_timeout,
             disable_after: self.disable_after,
-            allow_networks: self
-                .allow_networks
-                .iter()
-                .filter_map(|n| n.parse().ok())
-                .collect(),
+            allow_networks: shopkeep_domain::webhooks::parse_networks(
+                "webhooks.allow_networks",
+                &self.allow_networks,
+            )
+            .unwrap_or_default(),
             dispatch_interval: self.dispatch_interval,
             secret_overlap: self.secret_overlap,
         }

@@ -10,3 +10,4 @@ mod jobs_process;
 mod orders;
 mod schema;
 mod tenancy;
+mod webhooks;
