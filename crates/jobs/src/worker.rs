@@ -291,7 +291,13 @@ impl Jobs {
         let timeout = Duration::from_millis(u64::try_from(job.timeout_ms).unwrap_or(0));
         let grace = self.inner.opts.cancel_grace;
         let outcome = tokio::select! {
-            r = &mut handle => joined(r),
+            // A cooperative handler may return before this select sees its token fire: an
+            // unsuccessful end after a cancellation is the cancellation.
+            r = &mut handle => match joined(r) {
+                Outcome::Succeeded(v) => Outcome::Succeeded(v),
+                _ if token.is_cancelled() => Outcome::Cancelled,
+                other => other,
+            },
             () = tokio::time::sleep(timeout) => {
                 token.cancel();
                 // Give a cooperative handler a moment to stop, then drop it.

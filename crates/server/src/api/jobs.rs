@@ -503,10 +503,12 @@ pub async fn enqueue_batch(
 }
 
 async fn detail(state: &AppState, id: Uuid) -> Result<JobDetail, ApiError> {
+    // Attempts first: a failure writes its attempt and the job's new state in one transaction,
+    // and attempts only grow, so the job row read after them is never older than they are.
+    let attempts = store::attempts(&state.db, id).await?;
     let job = store::get(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such job"))?;
-    let attempts = store::attempts(&state.db, id).await?;
     Ok(JobDetail {
         job: job_out(&job),
         attempts: attempts.iter().map(attempt_out).collect(),
