@@ -503,16 +503,27 @@ pub async fn enqueue_batch(
 }
 
 async fn detail(state: &AppState, id: Uuid) -> Result<JobDetail, ApiError> {
-    // Attempts first: a failure writes its attempt and the job's new state in one transaction,
-    // and attempts only grow, so the job row read after them is never older than they are.
-    let attempts = store::attempts(&state.db, id).await?;
-    let job = store::get(&state.db, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such job"))?;
-    Ok(JobDetail {
-        job: job_out(&job),
-        attempts: attempts.iter().map(attempt_out).collect(),
-    })
+    // A failure writes its attempt and the job's new state in one transaction, but these are two
+    // reads: the job is read again after its attempts, and the pair is kept only when the job did
+    // not move in between (a few tries; a job that keeps moving shows its latest row).
+    let mut tries = 0;
+    loop {
+        let job = store::get(&state.db, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such job"))?;
+        let attempts = store::attempts(&state.db, id).await?;
+        let again = store::get(&state.db, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such job"))?;
+        tries += 1;
+        let settled = again.state == job.state && again.attempt == job.attempt;
+        if settled || tries == 5 {
+            return Ok(JobDetail {
+                job: job_out(&again),
+                attempts: attempts.iter().map(attempt_out).collect(),
+            });
+        }
+    }
 }
 
 /// A job: state, attempts with their errors, progress and result.
