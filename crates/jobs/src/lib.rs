@@ -327,6 +327,7 @@ impl Jobs {
             return Err(errors);
         }
         Ok(NewJob {
+            id: Uuid::now_v7(),
             kind: e.kind.clone(),
             queue,
             args,

@@ -179,6 +179,7 @@ impl Jobs {
             .get(&s.kind)
             .map_or(&default, |k| &k.policy);
         NewJob {
+            id: uuid::Uuid::now_v7(),
             kind: s.kind.clone(),
             queue: s.queue.clone(),
             args: s.args.clone(),

@@ -27,6 +27,9 @@ pub struct UniqueKey {
 /// A job to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    /// The job's id, chosen by the caller so rows written in the same transaction can name the
+    /// job (a unique key that collapses the enqueue returns the existing job's id instead).
+    pub id: Uuid,
     /// Handler name.
     pub kind: String,
     /// Queue the job waits in.
@@ -117,7 +120,7 @@ macro_rules! insert_jobs {
         let mut out = Vec::with_capacity($jobs.len());
         let mut fresh: Vec<(Uuid, &NewJob)> = Vec::with_capacity($jobs.len());
         for j in $jobs.iter() {
-            let id = Uuid::now_v7();
+            let id = j.id;
             if let Some(u) = &j.unique {
                 let owned: Option<Uuid> = sqlx::query_scalar(
                     "INSERT INTO job_unique (unique_key, job_id, expires_at) VALUES ($1, $2, $3) \

@@ -14,22 +14,6 @@ use uuid::Uuid;
 use crate::jobs::{NewJob, enqueue_in};
 use crate::{Db, ShopScope, StoreError, on_pool};
 
-/// Points each delivery at the job that makes its next attempt.
-macro_rules! point_at_jobs {
-    ($tx:expr, $shop_deliveries:expr, $enqueued:expr) => {
-        for ((shop, delivery), job) in $shop_deliveries.iter().zip($enqueued.iter()) {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET next_job = $1 WHERE shop_id = $2 AND id = $3",
-            )
-            .bind(job.id())
-            .bind(*shop)
-            .bind(*delivery)
-            .execute(&mut *$tx)
-            .await?;
-        }
-    };
-}
-
 /// A shop's account at a provider.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Integration {
@@ -198,7 +182,7 @@ pub async fn insert_receipt(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12) ON CONFLICT (provider, event_id) DO NOTHING")
             .bind(r.id).bind(&r.provider).bind(&r.event_id).bind(&r.topic).bind(r.shop_id).bind(&r.shop_ref)
             .bind(&r.resource_id).bind(&r.status).bind(&r.headers).bind(&r.body).bind(r.received_at)
-            .bind(job.map(|_| r.id))
+            .bind(job.map(|j| j.id))
             .execute(&mut *tx).await?.rows_affected();
         if inserted == 0 {
             let first: Uuid = sqlx::query_scalar("SELECT id FROM webhook_receipts WHERE provider = $1 AND event_id = $2")
@@ -207,9 +191,7 @@ pub async fn insert_receipt(
             return Ok(Stored::Duplicate(first));
         }
         if let Some(j) = job {
-            let ids = enqueue_in(&mut *tx, std::slice::from_ref(j), r.received_at).await?;
-            sqlx::query("UPDATE webhook_receipts SET job_id = $1 WHERE id = $2")
-                .bind(ids[0].id()).bind(r.id).execute(&mut *tx).await?;
+            enqueue_in(&mut *tx, std::slice::from_ref(j), r.received_at).await?;
         }
         tx.commit().await?;
         Ok(Stored::New)
@@ -322,14 +304,14 @@ pub async fn requeue_receipt(
     let _write = db.write_lock().await;
     on_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
-        let ids = enqueue_in(&mut *tx, std::slice::from_ref(job), now).await?;
         let n = sqlx::query(
             "UPDATE webhook_receipts SET status = 'queued', job_id = $1, shop_id = COALESCE($2, shop_id), last_error = NULL WHERE id = $3")
-            .bind(ids[0].id()).bind(shop_id).bind(id).execute(&mut *tx).await?.rows_affected();
+            .bind(job.id).bind(shop_id).bind(id).execute(&mut *tx).await?.rows_affected();
         if n == 0 {
             tx.rollback().await?;
             return Ok(false);
         }
+        enqueue_in(&mut *tx, std::slice::from_ref(job), now).await?;
         tx.commit().await?;
         Ok(true)
     }.await)
@@ -429,15 +411,15 @@ pub struct EndpointFields {
     pub rate_per_second: Option<i32>,
 }
 
-/// Creates an endpoint with a sealed secret.
+/// Creates endpoint `id` (chosen by the caller, whose sealed `secret` is bound to it).
 pub async fn create_endpoint(
     db: &Db,
     scope: ShopScope,
+    id: Uuid,
     f: &EndpointFields,
     secret: &str,
     now: i64,
 ) -> Result<Endpoint, StoreError> {
-    let id = Uuid::now_v7();
     {
         let _write = db.write_lock().await;
         on_pool!(db, pool => sqlx::query(
@@ -525,7 +507,8 @@ pub async fn rotate_secret(
         == 1)
 }
 
-/// Builds the first-attempt job of a delivery: (shop, delivery id, due time) -> job.
+/// Builds the job of a delivery's next attempt: (shop, delivery id, due time) -> job. The
+/// delivery row names the job (`next_job`) in the same transaction.
 pub type JobMaker<'a> = &'a (dyn Fn(Uuid, Uuid, i64) -> NewJob + Sync);
 
 /// A shop's enabled endpoints with their filters.
@@ -577,7 +560,6 @@ pub async fn dispatch_outbox(
             .bind(limit).fetch_all(&mut *tx).await?;
         let mut shops: Vec<ShopEndpoints> = Vec::new();
         let mut jobs = Vec::new();
-        let mut made: Vec<(Uuid, Uuid)> = Vec::new();
         for r in &rows {
             if !shops.iter().any(|(s, _)| *s == r.shop_id) {
                 let eps: Vec<(Uuid, String)> = sqlx::query_as(
@@ -599,22 +581,21 @@ pub async fn dispatch_outbox(
             }
             for ep in targets {
                 let delivery = Uuid::now_v7();
+                let first = job(r.shop_id, delivery, now);
                 let n = sqlx::query(
-                    "INSERT INTO webhook_deliveries (shop_id, id, message_id, endpoint_id, status, attempts, retry_base, next_attempt_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 'pending', 0, 0, $5, $5, $5) ON CONFLICT DO NOTHING")
-                    .bind(r.shop_id).bind(delivery).bind(r.id).bind(ep).bind(now)
+                    "INSERT INTO webhook_deliveries (shop_id, id, message_id, endpoint_id, status, attempts, retry_base, next_attempt_at, next_job, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', 0, 0, $5, $6, $5, $5) ON CONFLICT DO NOTHING")
+                    .bind(r.shop_id).bind(delivery).bind(r.id).bind(ep).bind(now).bind(first.id)
                     .execute(&mut *tx).await?.rows_affected();
                 if n == 1 {
-                    jobs.push(job(r.shop_id, delivery, now));
-                    made.push((r.shop_id, delivery));
+                    jobs.push(first);
                 }
             }
             sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2").bind(now).bind(r.id)
                 .execute(&mut *tx).await?;
         }
         if !jobs.is_empty() {
-            let enqueued = enqueue_in(&mut *tx, &jobs, now).await?;
-            point_at_jobs!(tx, made, enqueued);
+            enqueue_in(&mut *tx, &jobs, now).await?;
         }
         tx.commit().await?;
         Ok(Some(rows.len()))
@@ -647,6 +628,7 @@ pub async fn send_direct(
     let (endpoint_id, event_type, resource_id, payload) =
         (m.endpoint_id, m.event_type, m.resource_id, m.payload);
     let (message, delivery) = (Uuid::now_v7(), Uuid::now_v7());
+    let first = job(shop, delivery, now);
     let _write = db.write_lock().await;
     on_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
@@ -655,12 +637,11 @@ pub async fn send_direct(
             .bind(shop).bind(message).bind(event_type).bind(resource_id).bind(payload).bind(now)
             .execute(&mut *tx).await?;
         sqlx::query(
-            "INSERT INTO webhook_deliveries (shop_id, id, message_id, endpoint_id, status, attempts, retry_base, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'pending', 0, 0, $5, $5, $5)")
-            .bind(shop).bind(delivery).bind(message).bind(endpoint_id).bind(now)
+            "INSERT INTO webhook_deliveries (shop_id, id, message_id, endpoint_id, status, attempts, retry_base, next_attempt_at, next_job, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, 0, $5, $6, $5, $5)")
+            .bind(shop).bind(delivery).bind(message).bind(endpoint_id).bind(now).bind(first.id)
             .execute(&mut *tx).await?;
-        let enqueued = enqueue_in(&mut *tx, &[job(shop, delivery, now)], now).await?;
-        point_at_jobs!(tx, [(shop, delivery)], enqueued);
+        enqueue_in(&mut *tx, std::slice::from_ref(&first), now).await?;
         tx.commit().await?;
         Ok::<_, StoreError>(())
     }.await)?;
@@ -837,10 +818,10 @@ pub async fn record_attempt(
     disable_after: i64,
 ) -> Result<EndpointHealth, StoreError> {
     let shop = scope.shop_id().0;
-    let (status, next_at) = match next {
-        Next::Delivered => ("delivered", None),
-        Next::Retry(j) => ("pending", Some(j.run_at)),
-        Next::Failed => ("failed", None),
+    let (status, next_at, next_job) = match next {
+        Next::Delivered => ("delivered", None, None),
+        Next::Retry(j) => ("pending", Some(j.run_at), Some(j.id)),
+        Next::Failed => ("failed", None, None),
     };
     let _write = db.write_lock().await;
     on_pool!(db, pool => async {
@@ -855,13 +836,12 @@ pub async fn record_attempt(
             return Ok(EndpointHealth::Ok);
         }
         sqlx::query(
-            "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, last_status = $4, last_error = $5, updated_at = $6 \
-             WHERE shop_id = $7 AND id = $8")
-            .bind(status).bind(a.attempt).bind(next_at).bind(a.status_code).bind(&a.error).bind(now)
+            "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, next_job = $4, last_status = $5, \
+             last_error = $6, updated_at = $7 WHERE shop_id = $8 AND id = $9")
+            .bind(status).bind(a.attempt).bind(next_at).bind(next_job).bind(a.status_code).bind(&a.error).bind(now)
             .bind(shop).bind(delivery.id).execute(&mut *tx).await?;
         if let Next::Retry(j) = next {
-            let enqueued = enqueue_in(&mut *tx, std::slice::from_ref(j), now).await?;
-            point_at_jobs!(tx, [(shop, delivery.id)], enqueued);
+            enqueue_in(&mut *tx, std::slice::from_ref(j), now).await?;
         }
         let health = if matches!(next, Next::Delivered) {
             sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE shop_id = $1 AND id = $2 AND failing_since IS NOT NULL")
@@ -915,10 +895,9 @@ pub async fn postpone(
     let _write = db.write_lock().await;
     on_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
-        sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = $1, updated_at = $2 WHERE shop_id = $3 AND id = $4")
-            .bind(job.run_at).bind(now).bind(scope.shop_id().0).bind(id).execute(&mut *tx).await?;
-        let enqueued = enqueue_in(&mut *tx, std::slice::from_ref(job), now).await?;
-        point_at_jobs!(tx, [(scope.shop_id().0, id)], enqueued);
+        sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = $1, next_job = $2, updated_at = $3 WHERE shop_id = $4 AND id = $5")
+            .bind(job.run_at).bind(job.id).bind(now).bind(scope.shop_id().0).bind(id).execute(&mut *tx).await?;
+        enqueue_in(&mut *tx, std::slice::from_ref(job), now).await?;
         tx.commit().await?;
         Ok::<_, StoreError>(())
     }.await)?;
@@ -942,19 +921,24 @@ pub async fn resend(
         let mut tx = pool.begin().await?;
         let ids: Vec<Uuid> = match target {
             Resend::One(id) => sqlx::query_scalar(
-                "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, next_attempt_at = $1, updated_at = $1 \
-                 WHERE shop_id = $2 AND id = $3 RETURNING id")
-                .bind(now).bind(shop).bind(id).fetch_all(&mut *tx).await?,
+                "SELECT id FROM webhook_deliveries WHERE shop_id = $1 AND id = $2")
+                .bind(shop).bind(id).fetch_all(&mut *tx).await?,
             Resend::FailedSince { endpoint, since } => sqlx::query_scalar(
-                "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, next_attempt_at = $1, updated_at = $1 \
-                 WHERE shop_id = $2 AND endpoint_id = $3 AND status IN ('failed', 'skipped') AND created_at >= $4 RETURNING id")
-                .bind(now).bind(shop).bind(endpoint).bind(since).fetch_all(&mut *tx).await?,
+                "SELECT id FROM webhook_deliveries WHERE shop_id = $1 AND endpoint_id = $2 \
+                 AND status IN ('failed', 'skipped') AND created_at >= $3 ORDER BY id")
+                .bind(shop).bind(endpoint).bind(since).fetch_all(&mut *tx).await?,
         };
-        if !ids.is_empty() {
-            let jobs: Vec<NewJob> = ids.iter().map(|d| job(shop, *d, now)).collect();
-            let enqueued = enqueue_in(&mut *tx, &jobs, now).await?;
-            let made: Vec<(Uuid, Uuid)> = ids.iter().map(|d| (shop, *d)).collect();
-            point_at_jobs!(tx, made, enqueued);
+        let mut jobs = Vec::with_capacity(ids.len());
+        for d in &ids {
+            let first = job(shop, *d, now);
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'pending', retry_base = attempts, next_attempt_at = $1, next_job = $2, \
+                 updated_at = $1 WHERE shop_id = $3 AND id = $4")
+                .bind(now).bind(first.id).bind(shop).bind(*d).execute(&mut *tx).await?;
+            jobs.push(first);
+        }
+        if !jobs.is_empty() {
+            enqueue_in(&mut *tx, &jobs, now).await?;
         }
         tx.commit().await?;
         Ok(u64::try_from(ids.len()).unwrap_or(u64::MAX))

@@ -242,16 +242,12 @@ pub async fn create_endpoint(
             .expose(),
         None => new_secret(),
     };
-    // The sealed secret is bound to the row's id, which the store chooses: create, then seal.
-    let placeholder = state.webhooks.seal(&secret, b"pending");
-    let e = store::create_endpoint(&state.db, scope, &f, &placeholder, now()).await?;
+    // The sealed secret is bound to the row it belongs to, so the id is chosen here.
+    let id = Uuid::now_v7();
     let sealed = state
         .webhooks
-        .seal(&secret, &endpoint_aad(scope.shop_id().0, e.id));
-    store::rotate_secret(&state.db, scope, e.id, &sealed, 0, now()).await?;
-    let e = store::endpoint(&state.db, scope, e.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such endpoint"))?;
+        .seal(&secret, &endpoint_aad(scope.shop_id().0, id));
+    let e = store::create_endpoint(&state.db, scope, id, &f, &sealed, now()).await?;
     Ok((
         StatusCode::CREATED,
         Json(EndpointCreated {

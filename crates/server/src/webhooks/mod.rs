@@ -128,6 +128,7 @@ pub struct DeliverArgs {
 /// The job that processes a receipt.
 pub fn process_job(receipt: Uuid, shop: Option<Uuid>, now: i64) -> NewJob {
     NewJob {
+        id: Uuid::now_v7(),
         kind: PROCESS.into(),
         queue: QUEUE.into(),
         args: serde_json::json!({ "receipt_id": receipt }).to_string(),
@@ -147,6 +148,7 @@ pub fn process_job(receipt: Uuid, shop: Option<Uuid>, now: i64) -> NewJob {
 /// and followed by a new job on the retry schedule).
 pub fn deliver_job(shop: Uuid, delivery: Uuid, run_at: i64) -> NewJob {
     NewJob {
+        id: Uuid::now_v7(),
         kind: DELIVER.into(),
         queue: QUEUE.into(),
         args: serde_json::json!({ "delivery_id": delivery }).to_string(),

@@ -139,6 +139,7 @@ async fn prepare(storage: &TestStorage) -> Db {
 
 fn effect_job(args: serde_json::Value) -> NewJob {
     NewJob {
+        id: uuid::Uuid::now_v7(),
         kind: "test.effect".into(),
         queue: "default".into(),
         args: args.to_string(),
