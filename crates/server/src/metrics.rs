@@ -54,7 +54,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("db_pool_connections", "state" => "in_use")
         .set(f64::from(stats.size.saturating_sub(stats.idle)));
     metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(stats.idle));
-    crate::api::webhooks::refresh_gauges(&state).await;
+    crate::webhooks::refresh_gauges(&state.db).await;
     let handle = recorder();
     handle.run_upkeep();
     (

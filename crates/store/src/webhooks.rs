@@ -774,7 +774,7 @@ pub enum Next {
     /// A 2xx: delivered; the endpoint's failure run ends.
     Delivered,
     /// Failed; the next attempt is this job, due at its `run_at`.
-    Retry(NewJob),
+    Retry(Box<NewJob>),
     /// Failed, and the schedule is exhausted.
     Failed,
 }
@@ -841,7 +841,7 @@ pub async fn record_attempt(
             .bind(status).bind(a.attempt).bind(next_at).bind(next_job).bind(a.status_code).bind(&a.error).bind(now)
             .bind(shop).bind(delivery.id).execute(&mut *tx).await?;
         if let Next::Retry(j) = next {
-            enqueue_in(&mut *tx, std::slice::from_ref(j), now).await?;
+            enqueue_in(&mut *tx, std::slice::from_ref(&**j), now).await?;
         }
         let health = if matches!(next, Next::Delivered) {
             sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE shop_id = $1 AND id = $2 AND failing_since IS NOT NULL")

@@ -21,7 +21,7 @@ pub mod stripe;
 
 pub use endpoint::{parse_custom_headers, parse_endpoint_url};
 pub use events::{EventType, filter_matches, parse_filters};
-pub use ssrf::{ip_allowed, is_forbidden_ip, parse_networks};
+pub use ssrf::{ip_allowed, is_forbidden_ip, literal_ip, parse_networks};
 
 /// Why a signed request was refused (always answered 401 by the server).
 #[derive(Debug, Clone, PartialEq, Eq)]

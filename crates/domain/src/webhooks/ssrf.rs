@@ -113,6 +113,16 @@ pub fn parse_networks(field: &'static str, v: &[String]) -> Result<Vec<IpNet>, I
         .collect()
 }
 
+/// The address a URL names literally (`http://10.0.0.1/`, `http://[::1]/`). Such a host never
+/// reaches a DNS resolver, so callers check it themselves.
+pub fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// Whether a delivery may connect to `ip`: public, or inside a network the operator allowed.
 pub fn ip_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
     if !is_forbidden_ip(ip) {

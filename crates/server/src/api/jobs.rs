@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shopkeep_domain::accounts::Scope;
-use shopkeep_domain::{Invalid, Timestamp, cursor};
+use shopkeep_domain::{Invalid, Timestamp};
 use shopkeep_jobs::{Enqueue, EnqueueError, ScheduleError, ScheduleSpec};
 use shopkeep_store::jobs::{
     self as store, AttemptRow, CancelOutcome, JobFilter, JobRow, ScheduleRow,
@@ -226,26 +226,8 @@ pub async fn list(
 ) -> Result<Json<JobPage>, ApiError> {
     admin(&p)?;
     let mut errors = Vec::new();
-    if let Some(s) = &q.state
-        && !STATES.contains(&s.as_str())
-    {
-        errors.push(FieldError::new("query.state", "invalid", STATES.join(", ")));
-    }
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        errors.push(FieldError::new(
-            "query.limit",
-            "out_of_range",
-            "limit is 1 to 200",
-        ));
-    }
-    let before = super::orders::cursor_param(q.cursor.as_deref(), &mut errors);
-    if !errors.is_empty() {
-        return Err(
-            ApiError::bad_request("invalid_query", "some query parameters are invalid")
-                .with_errors(errors),
-        );
-    }
+    super::check_one_of("query.state", q.state.as_ref(), &STATES, &mut errors);
+    let (limit, before) = super::list_params(q.limit, q.cursor.as_deref(), errors)?;
     let mut rows = store::list(
         &state.db,
         &JobFilter {
@@ -257,14 +239,9 @@ pub async fn list(
         },
     )
     .await?;
-    let more = rows.len() > usize::try_from(limit).unwrap_or(50);
-    rows.truncate(usize::try_from(limit).unwrap_or(50));
+    let next_cursor = super::next_cursor(&mut rows, limit, |r| r.id);
     Ok(Json(JobPage {
-        next_cursor: if more {
-            rows.last().map(|r| cursor::encode(&r.id))
-        } else {
-            None
-        },
+        next_cursor,
         items: rows.iter().map(job_out).collect(),
     }))
 }

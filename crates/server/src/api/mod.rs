@@ -48,6 +48,63 @@ impl Checks {
     }
 }
 
+/// Checks a list's `limit` (1-200, default 50) and `cursor` on top of the `errors` found so far;
+/// answers 400 `invalid_query` naming each bad parameter.
+pub fn list_params(
+    limit: Option<i64>,
+    cursor_text: Option<&str>,
+    mut errors: Vec<FieldError>,
+) -> Result<(i64, Option<uuid::Uuid>), crate::ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        errors.push(FieldError::new(
+            "query.limit",
+            "out_of_range",
+            "limit is 1 to 200",
+        ));
+    }
+    let before = orders::cursor_param(cursor_text, &mut errors);
+    if errors.is_empty() {
+        Ok((limit, before))
+    } else {
+        Err(
+            crate::ApiError::bad_request("invalid_query", "some query parameters are invalid")
+                .with_errors(errors),
+        )
+    }
+}
+
+/// Records a 400 field error when `value` is given and is not one of `allowed`.
+pub fn check_one_of(
+    field: &str,
+    value: Option<&String>,
+    allowed: &[&str],
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(v) = value
+        && !allowed.contains(&v.as_str())
+    {
+        errors.push(FieldError::new(field, "invalid", allowed.join(", ")));
+    }
+}
+
+/// Cuts rows fetched with `limit + 1` down to `limit`, and gives the next page's cursor when
+/// there was one more.
+pub fn next_cursor<R>(
+    rows: &mut Vec<R>,
+    limit: i64,
+    id: impl Fn(&R) -> uuid::Uuid,
+) -> Option<String> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    if more {
+        rows.last().map(|r| shopkeep_domain::cursor::encode(&id(r)))
+    } else {
+        None
+    }
+}
+
 /// Records an audit event; a failure is logged, never shown to the caller of a security event.
 pub async fn audit(state: &AppState, e: AuditEntry) {
     let action = e.action;

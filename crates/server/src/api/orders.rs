@@ -600,14 +600,7 @@ pub fn cursor_param(text: Option<&str>, errors: &mut Vec<FieldError>) -> Option<
 
 /// Builds a page from rows fetched with `limit + 1`.
 pub fn page(mut rows: Vec<OrderRow>, limit: i64, counts: Vec<(String, i64)>) -> OrderPage {
-    let limit = usize::try_from(limit).unwrap_or(20);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = if more {
-        rows.last().map(|r| cursor::encode(&r.id))
-    } else {
-        None
-    };
+    let next_cursor = super::next_cursor(&mut rows, limit, |r| r.id);
     let mut c: BTreeMap<String, i64> = Status::ALL
         .iter()
         .map(|s| (s.filter_name().to_string(), 0))

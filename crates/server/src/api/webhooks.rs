@@ -9,11 +9,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use shopkeep_domain::Timestamp;
 use shopkeep_domain::accounts::Scope;
 use shopkeep_domain::webhooks::{
-    parse_custom_headers, parse_endpoint_url, parse_filters, shopify, standard,
+    ip_allowed, literal_ip, parse_custom_headers, parse_endpoint_url, parse_filters, shopify,
+    standard,
 };
-use shopkeep_domain::{Timestamp, cursor};
 use shopkeep_store::ShopScope;
 use shopkeep_store::webhooks::{
     self as store, DeliveryFilter, EndpointFields, ReceiptFilter, Resend,
@@ -143,21 +144,14 @@ pub struct EndpointIn {
 fn fields(state: &AppState, b: &EndpointIn) -> Result<EndpointFields, ApiError> {
     let mut c = Checks::default();
     let url = c.check(parse_endpoint_url("url", &b.url));
-    if let Some(u) = &url {
-        let literal = match u.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal
-            && !shopkeep_domain::webhooks::ip_allowed(ip, &state.webhooks.opts.allow_networks)
-        {
-            c.0.push(FieldError::new(
-                "body.url",
-                "private_address",
-                "deliveries to private, loopback or reserved addresses are not allowed",
-            ));
-        }
+    if let Some(ip) = url.as_ref().and_then(literal_ip)
+        && !ip_allowed(ip, &state.webhooks.opts.allow_networks)
+    {
+        c.0.push(FieldError::new(
+            "body.url",
+            "private_address",
+            "deliveries to private, loopback or reserved addresses are not allowed",
+        ));
     }
     let description = b.description.clone().unwrap_or_default();
     if description.chars().count() > 500 || description.chars().any(char::is_control) {
@@ -549,31 +543,6 @@ pub struct DeliveryQuery {
     pub cursor: Option<String>,
 }
 
-/// Checks `limit` and `cursor`; answers 400 naming each bad parameter.
-fn page_params(
-    limit: Option<i64>,
-    cursor_text: Option<&str>,
-    mut errors: Vec<FieldError>,
-) -> Result<(i64, Option<Uuid>), ApiError> {
-    let limit = limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        errors.push(FieldError::new(
-            "query.limit",
-            "out_of_range",
-            "limit is 1 to 200",
-        ));
-    }
-    let before = super::orders::cursor_param(cursor_text, &mut errors);
-    if errors.is_empty() {
-        Ok((limit, before))
-    } else {
-        Err(
-            ApiError::bad_request("invalid_query", "some query parameters are invalid")
-                .with_errors(errors),
-        )
-    }
-}
-
 /// Cuts rows fetched with `limit + 1` into a page.
 fn page_of<R, T>(
     mut rows: Vec<R>,
@@ -581,24 +550,10 @@ fn page_of<R, T>(
     id: impl Fn(&R) -> Uuid,
     out: impl Fn(&R) -> T,
 ) -> Page<T> {
-    let limit = usize::try_from(limit).unwrap_or(50);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
+    let next_cursor = super::next_cursor(&mut rows, limit, id);
     Page {
-        next_cursor: if more {
-            rows.last().map(|r| cursor::encode(&id(r)))
-        } else {
-            None
-        },
         items: rows.iter().map(out).collect(),
-    }
-}
-
-fn one_of(field: &str, v: Option<&String>, allowed: &[&str], errors: &mut Vec<FieldError>) {
-    if let Some(s) = v
-        && !allowed.contains(&s.as_str())
-    {
-        errors.push(FieldError::new(field, "invalid", allowed.join(", ")));
+        next_cursor,
     }
 }
 
@@ -613,13 +568,13 @@ pub async fn list_deliveries(
 ) -> Result<Json<Page<DeliveryOut>>, ApiError> {
     let scope = admin(&p)?;
     let mut errors = Vec::new();
-    one_of(
+    super::check_one_of(
         "query.status",
         q.status.as_ref(),
         &["pending", "delivered", "failed", "skipped"],
         &mut errors,
     );
-    let (limit, before) = page_params(q.limit, q.cursor.as_deref(), errors)?;
+    let (limit, before) = super::list_params(q.limit, q.cursor.as_deref(), errors)?;
     let rows = store::deliveries(
         &state.db,
         scope,
@@ -820,19 +775,19 @@ async fn receipt_page(
     q: ReceiptQuery,
 ) -> Result<Json<Page<ReceiptOut>>, ApiError> {
     let mut errors = Vec::new();
-    one_of(
+    super::check_one_of(
         "query.provider",
         q.provider.as_ref(),
         &PROVIDERS,
         &mut errors,
     );
-    one_of(
+    super::check_one_of(
         "query.status",
         q.status.as_ref(),
         &RECEIPT_STATES,
         &mut errors,
     );
-    let (limit, before) = page_params(q.limit, q.cursor.as_deref(), errors)?;
+    let (limit, before) = super::list_params(q.limit, q.cursor.as_deref(), errors)?;
     let rows = store::receipts(
         &state.db,
         &ReceiptFilter {
@@ -1129,14 +1084,5 @@ pub async fn delete_integration(
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("not linked to this provider"))
-    }
-}
-
-/// Refreshes the endpoint-state gauges (called at `/metrics` scrape time).
-pub async fn refresh_gauges(state: &AppState) {
-    if let Ok((enabled, disabled, failing)) = store::endpoint_states(&state.db).await {
-        ::metrics::gauge!("shopkeep_webhook_endpoints", "state" => "enabled").set(enabled as f64);
-        ::metrics::gauge!("shopkeep_webhook_endpoints", "state" => "disabled").set(disabled as f64);
-        ::metrics::gauge!("shopkeep_webhook_endpoints", "state" => "failing").set(failing as f64);
     }
 }

@@ -32,7 +32,7 @@ pub const DELIVER: &str = "webhooks.deliver";
 pub const QUEUE: &str = "webhooks";
 
 /// Webhook settings.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WebhookOptions {
     /// Shopify app client secrets, current first (`shopify.client_secret`,
     /// `shopify.previous_client_secret`).
@@ -53,15 +53,19 @@ pub struct WebhookOptions {
     pub secret_overlap: Duration,
 }
 
-impl WebhookOptions {
-    /// The defaults: 15 s timeout, disable after 5 days, 24 h overlap, dispatch every 200 ms.
-    pub fn defaults() -> Self {
+impl Default for WebhookOptions {
+    /// No provider secrets; 15 s timeout, disable after 5 days, dispatch every 200 ms, 24 h
+    /// secret overlap, no private networks allowed.
+    fn default() -> Self {
         WebhookOptions {
+            shopify_secrets: Vec::new(),
+            stripe_secrets: Vec::new(),
+            printify_secrets: Vec::new(),
             delivery_timeout: Duration::from_secs(15),
             disable_after: Duration::from_secs(5 * 86_400),
+            allow_networks: Vec::new(),
             dispatch_interval: Duration::from_millis(200),
             secret_overlap: Duration::from_secs(86_400),
-            ..WebhookOptions::default()
         }
     }
 }
@@ -176,13 +180,11 @@ pub fn register(registry: &mut Registry, svc: Arc<WebhookService>) {
         },
         rate: None,
     };
-    let s = svc.clone();
     registry.register(
         PROCESS,
         policy.clone(),
-        move |ctx: JobContext, args: ProcessArgs| {
-            let s = s.clone();
-            async move { topics::process(&s, &ctx, args.receipt_id).await }
+        |ctx: JobContext, args: ProcessArgs| async move {
+            topics::process(&ctx, args.receipt_id).await
         },
     );
     registry.register(
@@ -255,4 +257,13 @@ pub fn describe_metrics() {
         "shopkeep_webhook_endpoints",
         "Outbound endpoints by state (enabled, disabled, failing)."
     );
+}
+
+/// Refreshes the endpoint-state gauges (called at `/metrics` scrape time).
+pub async fn refresh_gauges(db: &Db) {
+    if let Ok((enabled, disabled, failing)) = shopkeep_store::webhooks::endpoint_states(db).await {
+        ::metrics::gauge!("shopkeep_webhook_endpoints", "state" => "enabled").set(enabled as f64);
+        ::metrics::gauge!("shopkeep_webhook_endpoints", "state" => "disabled").set(disabled as f64);
+        ::metrics::gauge!("shopkeep_webhook_endpoints", "state" => "failing").set(failing as f64);
+    }
 }

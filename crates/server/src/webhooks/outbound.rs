@@ -6,13 +6,13 @@
 //! time [`next_retry`] gives, until the schedule is exhausted.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use serde::Serialize;
-use shopkeep_domain::webhooks::{ip_allowed, next_retry, standard};
+use shopkeep_domain::webhooks::{ip_allowed, literal_ip, next_retry, standard};
 use shopkeep_domain::{ShopId, Timestamp};
 use shopkeep_jobs::{JobContext, JobError, JobResult};
 use shopkeep_store::audit::{self, AuditEntry};
@@ -98,12 +98,7 @@ impl Client {
             Err(e) => return Answer::Error(format!("bad URL: {e}")),
         };
         // An address literal never reaches the resolver, so it is checked here.
-        let literal = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal
+        if let Some(ip) = literal_ip(&parsed)
             && !ip_allowed(ip, &self.allow)
         {
             return Answer::Refused(format!("{ip} is a private or reserved address; refused"));
@@ -314,11 +309,11 @@ pub async fn attempt(
         Next::Delivered
     } else {
         match next_retry(number - d.retry_base) {
-            Some(wait) => Next::Retry(deliver_job(
+            Some(wait) => Next::Retry(Box::new(deliver_job(
                 shop,
                 delivery,
                 now + i64::try_from(wait.as_micros()).unwrap_or(i64::MAX / 2),
-            )),
+            ))),
             None => Next::Failed,
         }
     };

@@ -13,8 +13,6 @@ use shopkeep_store::webhooks::{self as store, Receipt};
 use shopkeep_store::{Db, ShopScope, StoreError};
 use uuid::Uuid;
 
-use super::WebhookService;
-
 /// The (provider, topic) pairs shopkeep processes.
 pub const HANDLED: &[(&str, &str)] = &[
     ("shopify", "orders/create"),
@@ -31,7 +29,7 @@ pub fn handles(provider: &str, topic: &str) -> bool {
 
 /// The job handler of [`super::PROCESS`]: runs the receipt's topic handler and records how it
 /// ended on the receipt.
-pub async fn process(_svc: &WebhookService, ctx: &JobContext, receipt: Uuid) -> JobResult {
+pub async fn process(ctx: &JobContext, receipt: Uuid) -> JobResult {
     let db = ctx.db();
     let Some(r) = store::receipt(db, receipt).await? else {
         return Ok(Some(serde_json::json!({ "skipped": "receipt gone" })));

@@ -537,12 +537,7 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
         "webhooks.allow_networks",
         "a list of CIDR ranges such as 127.0.0.0/8",
         &mut w.allow_networks,
-        |r| {
-            let list = r.list()?;
-            shopkeep_domain::webhooks::parse_networks("webhooks.allow_networks", &list)
-                .ok()
-                .map(|_| list)
-        },
+        |r| shopkeep_domain::webhooks::parse_networks("webhooks.allow_networks", &r.list()?).ok(),
     );
 
     let env_value = |name: &str| {

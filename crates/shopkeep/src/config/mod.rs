@@ -145,7 +145,7 @@ pub struct WebhooksConfig {
     /// An endpoint whose deliveries all failed for this long is disabled.
     pub disable_after: Duration,
     /// CIDR ranges outbound deliveries may reach although private or loopback.
-    pub allow_networks: Vec<String>,
+    pub allow_networks: Vec<ipnet::IpNet>,
     /// How often the outbox is read for new events.
     pub dispatch_interval: Duration,
     /// How long a rotated endpoint secret keeps signing beside the new one.
@@ -173,11 +173,7 @@ impl WebhooksConfig {
             ),
             delivery_timeout: self.delivery_timeout,
             disable_after: self.disable_after,
-            allow_networks: shopkeep_domain::webhooks::parse_networks(
-                "webhooks.allow_networks",
-                &self.allow_networks,
-            )
-            .unwrap_or_default(),
+            allow_networks: self.allow_networks.clone(),
             dispatch_interval: self.dispatch_interval,
             secret_overlap: self.secret_overlap,
         }
@@ -347,7 +343,7 @@ impl Config {
                 }
             },
             webhooks: {
-                let d = shopkeep_server::webhooks::WebhookOptions::defaults();
+                let d = shopkeep_server::webhooks::WebhookOptions::default();
                 WebhooksConfig {
                     shopify_client_secret: None,
                     shopify_previous_client_secret: None,
@@ -486,7 +482,11 @@ impl Config {
             s6 = redacted(&w.printify_previous_webhook_secret),
             wdt = values::show_duration(w.delivery_timeout),
             wda = values::show_duration(w.disable_after),
-            wan = w.allow_networks,
+            wan = w
+                .allow_networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
             wdi = values::show_duration(w.dispatch_interval),
             wso = values::show_duration(w.secret_overlap),
         )

@@ -192,7 +192,7 @@ fn hooks_config(storage: &TestStorage) -> Config {
     w.shopify_previous_client_secret = Some(Secret::new(SHOPIFY_PREVIOUS.into()));
     w.stripe_webhook_secret = Some(Secret::new(STRIPE_SECRET.into()));
     w.printify_webhook_secret = Some(Secret::new(PRINTIFY_GLOBAL.into()));
-    w.allow_networks = vec!["127.0.0.0/8".into()];
+    w.allow_networks = vec!["127.0.0.0/8".parse().unwrap()];
     w.dispatch_interval = Duration::from_millis(50);
     c
 }
@@ -1699,7 +1699,8 @@ async fn a_bare_address_in_allow_networks_allows_that_address(engine: Engine) {
     })
     .expect("the loader accepts a bare address");
     let list = loaded.webhooks.allow_networks.clone();
-    assert_eq!(list, ["127.0.0.1"]);
+    let one: ipnet::IpNet = "127.0.0.1/32".parse().unwrap();
+    assert_eq!(list, [one], "a bare address stands for that one address");
     assert!(
         !loaded.webhooks.options().allow_networks.is_empty(),
         "the delivery client gets the allowed address"
