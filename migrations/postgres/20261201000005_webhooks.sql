@@ -29,7 +29,7 @@ CREATE TABLE webhook_receipts (
     shop_ref     TEXT,
     -- The provider's id of the object the event is about, when the payload names one.
     resource_id  TEXT,
-    -- queued, processed, failed, unhandled, orphaned, redacted
+    -- queued, processed, failed, unhandled, orphaned
     status       TEXT NOT NULL,
     headers      TEXT NOT NULL,
     body         BYTEA NOT NULL,
@@ -37,6 +37,8 @@ CREATE TABLE webhook_receipts (
     processed_at BIGINT,
     attempts     INTEGER NOT NULL,
     last_error   TEXT,
+    -- When the body was erased (a privacy request); the status still says how processing went.
+    redacted_at  BIGINT,
     job_id       UUID
 );
 CREATE UNIQUE INDEX webhook_receipts_event ON webhook_receipts (provider, event_id);

@@ -215,7 +215,7 @@ pub struct Receipt {
     pub shop_ref: Option<String>,
     /// The object the event is about.
     pub resource_id: Option<String>,
-    /// `queued`, `processed`, `failed`, `unhandled`, `orphaned`, `redacted`.
+    /// `queued`, `processed`, `failed`, `unhandled`, `orphaned`.
     pub status: String,
     /// JSON object of selected headers.
     pub headers: String,
@@ -229,12 +229,14 @@ pub struct Receipt {
     pub attempts: i32,
     /// The last processing error.
     pub last_error: Option<String>,
+    /// When the body was erased.
+    pub redacted_at: Option<i64>,
     /// The latest processing job.
     pub job_id: Option<Uuid>,
 }
 
 const RECEIPT_COLS: &str = "id, provider, event_id, topic, shop_id, shop_ref, resource_id, status, headers, body, \
-     received_at, processed_at, attempts, last_error, job_id";
+     received_at, processed_at, attempts, last_error, redacted_at, job_id";
 
 /// A receipt by id, whatever its shop (for the processing job and platform admins).
 pub async fn receipt(db: &Db, id: Uuid) -> Result<Option<Receipt>, StoreError> {
@@ -287,8 +289,7 @@ pub async fn finish_receipt(
 ) -> Result<(), StoreError> {
     let _write = db.write_lock().await;
     on_pool!(db, pool => sqlx::query(
-        "UPDATE webhook_receipts SET status = CASE WHEN status = 'redacted' THEN status ELSE $1 END, \
-         last_error = $2, processed_at = $3, attempts = attempts + 1 WHERE id = $4")
+        "UPDATE webhook_receipts SET status = $1, last_error = $2, processed_at = $3, attempts = attempts + 1 WHERE id = $4")
         .bind(status).bind(error).bind(now).bind(id).execute(pool).await.map(|_| ()))?;
     Ok(())
 }
@@ -324,6 +325,7 @@ pub async fn redact_receipts(
     scope: ShopScope,
     provider: &str,
     resources: Option<&[String]>,
+    now: i64,
 ) -> Result<u64, StoreError> {
     let _write = db.write_lock().await;
     let shop = scope.shop_id().0;
@@ -332,7 +334,9 @@ pub async fn redact_receipts(
             let mut q: sqlx::QueryBuilder<$db> =
                 sqlx::QueryBuilder::new("UPDATE webhook_receipts SET body = ");
             q.push_bind(Vec::<u8>::new())
-                .push(", headers = '{}', status = 'redacted' WHERE shop_id = ")
+                .push(", headers = '{}', redacted_at = ")
+                .push_bind(now)
+                .push(" WHERE shop_id = ")
                 .push_bind(shop)
                 .push(" AND provider = ")
                 .push_bind(provider.to_string());

@@ -696,7 +696,7 @@ pub struct ReceiptOut {
     pub shop_id: Option<Uuid>,
     /// The provider's name for the shop, as received.
     pub shop_ref: Option<String>,
-    /// `queued`, `processed`, `failed`, `unhandled`, `orphaned`, `redacted`.
+    /// `queued`, `processed`, `failed`, `unhandled`, `orphaned`.
     pub status: String,
     /// Processing attempts that finished.
     pub attempts: i32,
@@ -708,6 +708,9 @@ pub struct ReceiptOut {
     /// RFC 3339.
     #[schema(value_type = Option<String>)]
     pub processed_at: Option<Timestamp>,
+    /// When the body was erased by a privacy request (RFC 3339).
+    #[schema(value_type = Option<String>)]
+    pub redacted_at: Option<Timestamp>,
     /// The latest processing job.
     pub job_id: Option<Uuid>,
 }
@@ -725,6 +728,7 @@ fn receipt_out(r: &store::Receipt) -> ReceiptOut {
         last_error: r.last_error.clone(),
         received_at: Timestamp(r.received_at),
         processed_at: r.processed_at.map(Timestamp),
+        redacted_at: r.redacted_at.map(Timestamp),
         job_id: r.job_id,
     }
 }
@@ -742,14 +746,7 @@ pub struct ReceiptDetail {
 }
 
 const PROVIDERS: [&str; 4] = ["shopify", "stripe", "printify", "standard"];
-const RECEIPT_STATES: [&str; 6] = [
-    "queued",
-    "processed",
-    "failed",
-    "unhandled",
-    "orphaned",
-    "redacted",
-];
+const RECEIPT_STATES: [&str; 5] = ["queued", "processed", "failed", "unhandled", "orphaned"];
 
 /// Filters of the receipt list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -859,7 +856,7 @@ async fn requeue(state: &AppState, r: &store::Receipt, shop: Uuid) -> Result<Rec
             format!("shopkeep has no handler for {} {}", r.provider, r.topic),
         ));
     }
-    if r.status == "redacted" {
+    if r.redacted_at.is_some() {
         return Err(ApiError::conflict(
             "redacted",
             "the receipt's body was erased",

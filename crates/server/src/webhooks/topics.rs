@@ -68,7 +68,7 @@ fn decode<T: for<'de> Deserialize<'de>>(r: &Receipt) -> Result<T, JobError> {
 }
 
 async fn run(db: &Db, scope: ShopScope, r: &Receipt) -> JobResult {
-    if r.status == "redacted" {
+    if r.redacted_at.is_some() {
         return Ok(Some(serde_json::json!({ "skipped": "redacted" })));
     }
     match (r.provider.as_str(), r.topic.as_str()) {
@@ -103,11 +103,12 @@ async fn run(db: &Db, scope: ShopScope, r: &Receipt) -> JobResult {
             if let Some(c) = p.customer.as_ref().and_then(|c| c.id) {
                 ids.push(c.to_string());
             }
-            let n = store::redact_receipts(db, scope, "shopify", Some(&ids)).await?;
+            let n = store::redact_receipts(db, scope, "shopify", Some(&ids), Timestamp::now().0)
+                .await?;
             Ok(Some(serde_json::json!({ "receipts_redacted": n })))
         }
         ("shopify", "shop/redact") => {
-            let n = store::redact_receipts(db, scope, "shopify", None).await?;
+            let n = store::redact_receipts(db, scope, "shopify", None, Timestamp::now().0).await?;
             let unlinked = store::delete_integration(db, scope, "shopify").await?;
             Ok(Some(
                 serde_json::json!({ "receipts_redacted": n, "integration_removed": unlinked }),

@@ -1797,3 +1797,242 @@ async fn a_resend_of_a_waiting_delivery_leaves_one_job_to_attempt_it(engine: Eng
     assert!(matches!(fresh, Outcome::Delivered { .. }), "{fresh:?}");
     assert_eq!(rx.at("/once").len(), 1, "the receiver got the message once");
 }
+
+both_engines!(
+    shopify_lifecycle_and_privacy_topics_change_what_shopkeep_keeps,
+    an_endpoint_rate_limit_postpones_attempts_without_counting_them,
+    webhook_metrics_count_receipts_and_deliveries,
+);
+
+/// A processed receipt: waits until the receipt `id` reads `processed`.
+async fn processed(h: &Hooks, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = h.get(&format!("/api/v1/webhooks/receipts/{id}")).await;
+        if r["status"] == "processed" {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "receipt not processed: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn shopify_lifecycle_and_privacy_topics_change_what_shopkeep_keeps(engine: Engine) {
+    let h = start(engine, |_| {}).await;
+    h.link("shopify", json!({ "account": SHOP_DOMAIN })).await;
+    // Two orders of customer 7 and one of customer 8 arrive.
+    let mut ids = Vec::new();
+    for (n, customer) in [(501, 7), (502, 7), (503, 8)] {
+        let mut body: Value = serde_json::from_str(&shopify_order_body(n)).unwrap();
+        body["customer"] = json!({ "id": customer });
+        let body = body.to_string();
+        let ack = shopify_signed(
+            &h.app,
+            "orders/create",
+            SHOP_DOMAIN,
+            &format!("evt-{n}"),
+            &body,
+        )
+        .await;
+        ids.push(ack["receipt_id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        processed(&h, id).await;
+    }
+    assert_eq!(h.shopify_orders().await.len(), 3);
+
+    // A data request is answered from what is held, and audited.
+    let request = json!({
+        "shop_id": 1, "shop_domain": SHOP_DOMAIN, "customer": { "id": 7 },
+        "orders_requested": [501, 502, 999]
+    })
+    .to_string();
+    let ack = shopify_signed(
+        &h.app,
+        "customers/data_request",
+        SHOP_DOMAIN,
+        "evt-dr",
+        &request,
+    )
+    .await;
+    processed(&h, ack["receipt_id"].as_str().unwrap()).await;
+    let audit = h.get("/api/v1/audit?limit=100").await;
+    let entry = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["action"] == "shopify.customer_data_requested")
+        .cloned()
+        .expect("the data request is audited");
+    assert_eq!(entry["target"], "7");
+    assert_eq!(entry["detail"]["orders_held"], 2, "{entry}");
+
+    // Redacting customer 7 erases the bodies of that customer's order receipts, not others'.
+    let redact = json!({
+        "shop_id": 1, "shop_domain": SHOP_DOMAIN, "customer": { "id": 7 },
+        "orders_to_redact": [501, 502]
+    })
+    .to_string();
+    let ack = shopify_signed(&h.app, "customers/redact", SHOP_DOMAIN, "evt-cr", &redact).await;
+    processed(&h, ack["receipt_id"].as_str().unwrap()).await;
+    for (id, erased) in [(&ids[0], true), (&ids[1], true), (&ids[2], false)] {
+        let r = h.get(&format!("/api/v1/webhooks/receipts/{id}")).await;
+        assert_eq!(r["redacted_at"].is_string(), erased, "{r}");
+        assert_eq!(r["body"].as_str().unwrap().is_empty(), erased, "{r}");
+    }
+    // A redacted receipt cannot be replayed.
+    let res = h
+        .send(
+            Method::POST,
+            &format!("/api/v1/webhooks/receipts/{}/replay", ids[0]),
+            None,
+        )
+        .await;
+    assert_eq!(problem(res, 409).await["code"], "redacted");
+
+    // Uninstalling marks the integration.
+    let ack = shopify_signed(
+        &h.app,
+        "app/uninstalled",
+        SHOP_DOMAIN,
+        "evt-un",
+        &json!({ "id": 1 }).to_string(),
+    )
+    .await;
+    processed(&h, ack["receipt_id"].as_str().unwrap()).await;
+    let links = h.get("/api/v1/integrations").await;
+    assert!(links[0]["uninstalled_at"].is_string(), "{links}");
+
+    // shop/redact erases every Shopify receipt body of the shop and removes the integration.
+    let ack = shopify_signed(
+        &h.app,
+        "shop/redact",
+        SHOP_DOMAIN,
+        "evt-sr",
+        &json!({ "shop_id": 1, "shop_domain": SHOP_DOMAIN }).to_string(),
+    )
+    .await;
+    let receipt = ack["receipt_id"].as_str().unwrap().to_string();
+    processed(&h, &receipt).await;
+    let r = h
+        .get(&format!("/api/v1/webhooks/receipts/{}", ids[2]))
+        .await;
+    assert!(r["redacted_at"].is_string(), "{r}");
+    assert_eq!(
+        r["status"], "processed",
+        "erasing keeps how processing went: {r}"
+    );
+    assert_eq!(h.get("/api/v1/integrations").await, json!([]));
+    // Later webhooks from that shop no longer find it.
+    let ack = shopify_signed(
+        &h.app,
+        "orders/create",
+        SHOP_DOMAIN,
+        "evt-late",
+        &shopify_order_body(504),
+    )
+    .await;
+    assert_eq!(ack["status"], "orphaned");
+}
+
+async fn an_endpoint_rate_limit_postpones_attempts_without_counting_them(engine: Engine) {
+    let h = start(engine, without_workers).await;
+    let rx = receiver(200).await;
+    let ep = h
+        .json(
+            Method::POST,
+            "/api/v1/webhooks/endpoints",
+            Some(json!({ "url": rx.url("/limited"), "rate_per_second": 1 })),
+            201,
+        )
+        .await;
+    let first = test_send(&h, &id_of(&ep)).await;
+    let second = test_send(&h, &id_of(&ep)).await;
+    let t = now_micros();
+    assert!(matches!(
+        h.attempt(first, t).await,
+        Outcome::Delivered { .. }
+    ));
+    // One per second: the second delivery at the same instant waits about a second.
+    match h.attempt(second, t).await {
+        Outcome::Postponed { at } => {
+            assert!(at > t && at <= t + 1_000_000, "postponed to {at}, now {t}")
+        }
+        other => panic!("expected a postponement: {other:?}"),
+    }
+    let d = h.delivery(&second.to_string()).await;
+    assert_eq!(d["status"], "pending");
+    assert_eq!(d["attempts"], 0, "a postponement is not an attempt: {d}");
+    assert!(d["attempts_log"].as_array().unwrap().is_empty());
+    // Once the slot opens it goes out.
+    assert!(matches!(
+        h.attempt(second, t + 1_000_000).await,
+        Outcome::Delivered { .. }
+    ));
+    assert_eq!(rx.at("/limited").len(), 2);
+}
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn webhook_metrics_count_receipts_and_deliveries(engine: Engine) {
+    let h = start(engine, without_workers).await;
+    let scrape = || async { h.app.get("/metrics").await.text().await.unwrap() };
+    // The recorder is shared by every app in this test process: compare before and after.
+    let before = scrape().await;
+    let body = shopify_order_body(601);
+    let bad = post_shopify(
+        &h.app,
+        Some("bm90IGl0"),
+        "orders/create",
+        SHOP_DOMAIN,
+        "evt-m1",
+        &body,
+    )
+    .await;
+    assert_eq!(bad.status(), 401);
+    shopify_signed(&h.app, "products/update", SHOP_DOMAIN, "evt-m2", &body).await;
+    let rx = receiver(200).await;
+    let ep = h
+        .json(
+            Method::POST,
+            "/api/v1/webhooks/endpoints",
+            Some(json!({ "url": rx.url("/m") })),
+            201,
+        )
+        .await;
+    let d = test_send(&h, &id_of(&ep)).await;
+    assert!(matches!(
+        h.attempt(d, now_micros()).await,
+        Outcome::Delivered { .. }
+    ));
+    let after = scrape().await;
+    let grew = |m: &str| metric(&after, m) - metric(&before, m);
+    assert!(
+        grew(r#"shopkeep_webhook_receipts_total{provider="shopify",topic="",result="rejected"}"#)
+            >= 1.0,
+        "{after}"
+    );
+    assert!(
+        grew(
+            r#"shopkeep_webhook_receipts_total{provider="shopify",topic="other",result="orphaned"}"#
+        ) >= 1.0,
+        "{after}"
+    );
+    // The test's own service made the attempt; the app's recorder is the process's, so it counts.
+    assert!(
+        grew(r#"shopkeep_webhook_deliveries_total{outcome="delivered"}"#) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        after.contains("shopkeep_webhook_delivery_seconds_bucket"),
+        "{after}"
+    );
+    assert!(
+        metric(&after, r#"shopkeep_webhook_endpoints{state="enabled"}"#) >= 1.0,
+        "{after}"
+    );
+}
