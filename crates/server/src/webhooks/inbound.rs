@@ -15,11 +15,11 @@ use axum::routing::post;
 use serde::Serialize;
 use shopkeep_domain::webhooks::{SignatureError, printify, shopify, standard, stripe};
 use shopkeep_domain::{ShopId, Timestamp};
-use shopkeep_store::webhooks::{self as store, NewReceipt, Stored};
+use shopkeep_store::webhooks::{self as store, Integration, NewReceipt, Stored};
 use shopkeep_store::{ShopScope, StoreError, accounts};
 use uuid::Uuid;
 
-use super::{QUEUE, integration_aad, process_job, topics};
+use super::{QUEUE, WebhookService, integration_aad, process_job, topics};
 use crate::{ApiError, AppState};
 
 /// The inbound routes (not in the OpenAPI document: providers call them, not API clients).
@@ -67,8 +67,30 @@ fn kept_headers(h: &HeaderMap, prefixes: &[&str]) -> String {
 }
 
 fn json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not JSON: {e}")))
+    serde_json::from_slice(body).map_err(not_json)
+}
+
+fn not_json(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request("malformed_json", format!("the body is not JSON: {e}"))
+}
+
+/// The event's `id` and `type`, which Stripe and Printify events carry at the top.
+fn id_and_type(v: &serde_json::Value) -> Result<(String, String), ApiError> {
+    let id = text_field(v, &["id"])
+        .ok_or_else(|| ApiError::bad_request("missing_field", "the event has no id"))?;
+    let kind = text_field(v, &["type"])
+        .ok_or_else(|| ApiError::bad_request("missing_field", "the event has no type"))?;
+    Ok((id, kind))
+}
+
+/// An integration's own webhook secrets in plain text, current first.
+fn integration_secrets(svc: &WebhookService, i: &Integration) -> Result<Vec<String>, ApiError> {
+    let aad = integration_aad(i.shop_id, &i.provider);
+    [&i.secret, &i.previous_secret]
+        .into_iter()
+        .flatten()
+        .map(|s| svc.open(s, &aad).map_err(ApiError::internal))
+        .collect()
 }
 
 fn text_field(v: &serde_json::Value, path: &[&str]) -> Option<String> {
@@ -223,10 +245,7 @@ async fn stripe_hook(
     )
     .map_err(|e| rejected("stripe", &e))?;
     let v = json_body(&body)?;
-    let event_id = text_field(&v, &["id"])
-        .ok_or_else(|| ApiError::bad_request("missing_field", "the event has no id"))?;
-    let topic = text_field(&v, &["type"])
-        .ok_or_else(|| ApiError::bad_request("missing_field", "the event has no type"))?;
+    let (event_id, topic) = id_and_type(&v)?;
     let mut shop = None;
     if let Some(id) = text_field(&v, &["data", "object", "metadata", "shop_id"])
         .and_then(|s| Uuid::parse_str(&s).ok())
@@ -265,28 +284,25 @@ async fn printify_hook(
     let svc = state.webhooks.clone();
     // The payload names the Printify shop, whose own secret (when set) is tried besides the
     // configured ones; nothing is acted on before the signature checks out.
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let account = text_field(&v, &["resource", "data", "shop_id"]);
+    let payload = serde_json::from_slice::<serde_json::Value>(&body);
+    let account = payload
+        .as_ref()
+        .ok()
+        .and_then(|v| text_field(v, &["resource", "data", "shop_id"]));
     let integration = match &account {
         Some(a) => store::integration_by_account(&state.db, "printify", a).await?,
         None => None,
     };
-    let mut owned: Vec<String> = Vec::new();
-    if let Some(i) = &integration {
-        let aad = integration_aad(i.shop_id, "printify");
-        for s in [&i.secret, &i.previous_secret].into_iter().flatten() {
-            owned.push(svc.open(s, &aad).map_err(ApiError::internal)?);
-        }
-    }
+    let owned = match &integration {
+        Some(i) => integration_secrets(&svc, i)?,
+        None => Vec::new(),
+    };
     let mut keys = secrets(&svc.opts.printify_secrets);
     keys.extend(owned.iter().map(|s| s.as_bytes()));
     printify::verify(&keys, header(&headers, printify::HEADER), &body)
         .map_err(|e| rejected("printify", &e))?;
-    let v = json_body(&body)?;
-    let event_id = text_field(&v, &["id"])
-        .ok_or_else(|| ApiError::bad_request("missing_field", "the event has no id"))?;
-    let topic = text_field(&v, &["type"])
-        .ok_or_else(|| ApiError::bad_request("missing_field", "the event has no type"))?;
+    let v = payload.map_err(not_json)?;
+    let (event_id, topic) = id_and_type(&v)?;
     let parsed = Parsed {
         provider: "printify",
         event_id,
@@ -312,17 +328,10 @@ async fn standard_hook(
     let integration = store::integration(&state.db, scope, "standard")
         .await?
         .ok_or_else(not_configured)?;
-    let aad = integration_aad(shop, "standard");
-    let mut parsed_secrets = Vec::new();
-    for s in [&integration.secret, &integration.previous_secret]
-        .into_iter()
-        .flatten()
-    {
-        let plain = svc.open(s, &aad).map_err(ApiError::internal)?;
-        if let Ok(k) = standard::WebhookSecret::parse(&plain) {
-            parsed_secrets.push(k);
-        }
-    }
+    let parsed_secrets: Vec<standard::WebhookSecret> = integration_secrets(&svc, &integration)?
+        .iter()
+        .filter_map(|s| standard::WebhookSecret::parse(s).ok())
+        .collect();
     let refs: Vec<&standard::WebhookSecret> = parsed_secrets.iter().collect();
     let msg_id = header(&headers, standard::ID_HEADER);
     standard::verify(

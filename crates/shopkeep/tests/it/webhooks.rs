@@ -2036,3 +2036,27 @@ async fn webhook_metrics_count_receipts_and_deliveries(engine: Engine) {
         "{after}"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_webhook_operation() {
+    let doc = shopkeep_server::openapi_document();
+    let paths = serde_json::to_value(&doc).unwrap()["paths"].clone();
+    for (path, method) in [
+        ("/api/v1/webhooks/endpoints", "post"),
+        ("/api/v1/webhooks/endpoints/{id}", "put"),
+        ("/api/v1/webhooks/endpoints/{id}/secret", "get"),
+        ("/api/v1/webhooks/endpoints/{id}/rotate-secret", "post"),
+        ("/api/v1/webhooks/endpoints/{id}/test", "post"),
+        ("/api/v1/webhooks/endpoints/{id}/recover", "post"),
+        ("/api/v1/webhooks/deliveries", "get"),
+        ("/api/v1/webhooks/deliveries/{id}/resend", "post"),
+        ("/api/v1/webhooks/receipts/{id}/replay", "post"),
+        ("/api/v1/admin/webhooks/receipts", "get"),
+        ("/api/v1/integrations/{provider}", "put"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+}
