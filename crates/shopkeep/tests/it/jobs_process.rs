@@ -1,5 +1,6 @@
 //! Worker processes: one killed with SIGKILL mid-job (the job runs again and its idempotent
-//! effect lands once), and two sharing one database (no attempt runs twice).
+//! effect lands once), one killed during a webhook delivery (delivered after the restart), and
+//! two sharing one database (no attempt runs twice).
 //!
 //! The worker processes are this test binary again, running only `worker_process_entry` with
 //! `SHOPKEEP_TEST_WORKER` set: a real `shopkeep` application in the `worker` role, with one test
@@ -68,6 +69,8 @@ fn worker_config(data_dir: PathBuf, url: Option<String>) -> Config {
     c.jobs.lease = Duration::from_secs(1);
     c.jobs.poll_interval = Duration::from_millis(50);
     c.jobs.default_concurrency = 8;
+    // The webhook receiver of the delivery test listens on loopback.
+    c.webhooks.allow_networks = vec!["127.0.0.0/8".parse().unwrap()];
     c
 }
 
@@ -189,6 +192,7 @@ async fn wait_until(
 
 both_engines!(
     a_killed_worker_s_job_runs_again_and_its_effect_lands_once,
+    a_delivery_cut_off_by_a_killed_worker_is_delivered_after_the_restart,
     two_worker_processes_never_run_the_same_attempt
 );
 
@@ -279,6 +283,138 @@ async fn two_worker_processes_never_run_the_same_attempt(engine: Engine) {
         count(&db, "SELECT count(DISTINCT pid) FROM test_runs").await,
         2,
         "both processes worked"
+    );
+    db.close().await;
+}
+
+/// A receiver that holds its first request open (the worker dies while waiting) and answers
+/// 200 to the rest; it records each request's `webhook-id`.
+async fn stalling_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let s = s.clone();
+            async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let first = {
+                    let mut seen = s.lock().unwrap();
+                    seen.push(id);
+                    seen.len() == 1
+                };
+                if first {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+async fn a_delivery_cut_off_by_a_killed_worker_is_delivered_after_the_restart(engine: Engine) {
+    use shopkeep_server::webhooks::{WebhookService, deliver_job, endpoint_aad};
+    use shopkeep_store::webhooks::{self as hooks, DirectMessage, EndpointFields};
+
+    let storage = TestStorage::new(engine).await;
+    let db = prepare(&storage).await;
+    let config = worker_config(storage.dir.path().join("data"), storage.database_url());
+    // The key the worker processes will load from the data directory seals the endpoint secret.
+    let key = shopkeep::keys::secret_key(&config).unwrap();
+    let svc = WebhookService::new(
+        config.webhooks.options(),
+        shopkeep_server::crypto::Sealer::new(&key).unwrap(),
+    )
+    .unwrap();
+    let shop = shopkeep_store::accounts::ensure_default_shop(&db)
+        .await
+        .unwrap();
+    let scope = shopkeep_store::ShopScope::verified(shopkeep_domain::ShopId(shop.id));
+    let (addr, seen) = stalling_receiver().await;
+    let now = shopkeep_domain::Timestamp::now().0;
+    let endpoint = uuid::Uuid::now_v7();
+    let secret = shopkeep_domain::webhooks::standard::WebhookSecret::from_bytes(&[7; 32]).expose();
+    hooks::create_endpoint(
+        &db,
+        scope,
+        endpoint,
+        &EndpointFields {
+            url: format!("http://{addr}/hook"),
+            description: String::new(),
+            event_types: "[]".into(),
+            enabled: true,
+            headers: "{}".into(),
+            rate_per_second: None,
+        },
+        &svc.seal(&secret, &endpoint_aad(shop.id, endpoint)),
+        now,
+    )
+    .await
+    .unwrap();
+    let delivery = hooks::send_direct(
+        &db,
+        scope,
+        &DirectMessage {
+            endpoint_id: endpoint,
+            event_type: "webhook.test",
+            resource_id: "r1",
+            payload: "{\"type\":\"webhook.test\"}",
+        },
+        now,
+        &deliver_job,
+    )
+    .await
+    .unwrap();
+
+    let mut first = Worker::start(&storage, "first");
+    let start = Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the first attempt never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill(); // SIGKILL while the receiver holds the request open.
+
+    let _second = Worker::start(&storage, "second");
+    wait_until(
+        &db,
+        "SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'",
+        1,
+        Duration::from_secs(20),
+        &storage,
+    )
+    .await;
+    let d = hooks::delivery(&db, scope, delivery)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, "delivered");
+    let attempts = hooks::attempts(&db, scope, delivery).await.unwrap();
+    assert_eq!(
+        attempts.len(),
+        1,
+        "the cut-off attempt left no record; the retry did"
+    );
+    assert_eq!(attempts[0].status_code, Some(200));
+    let ids = seen.lock().unwrap().clone();
+    assert_eq!(ids.len(), 2, "sent again after the crash: {ids:?}");
+    assert_eq!(
+        ids[0], ids[1],
+        "both tries carry the same webhook-id, so receivers de-duplicate"
     );
     db.close().await;
 }
