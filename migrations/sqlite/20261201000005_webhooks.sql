@@ -100,6 +100,8 @@ CREATE TABLE webhook_deliveries (
 CREATE UNIQUE INDEX webhook_deliveries_once ON webhook_deliveries (shop_id, message_id, endpoint_id);
 CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (shop_id, endpoint_id, id);
 CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries (shop_id, status, id);
+-- The operator's list of failed deliveries across shops.
+CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (id) WHERE status = 'failed';
 
 -- Every attempt of a delivery: what the endpoint answered, how fast, the first 4 KB of its body.
 CREATE TABLE webhook_attempts (

@@ -26,7 +26,13 @@ async fn panics() -> &'static str {
 
 static EFFECT_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The app with a time limit long enough that only `/slow` runs into it (a panic's backtrace
+/// can take longer than 200 ms to print on a busy machine).
 fn app() -> Router {
+    app_with_timeout(Duration::from_secs(10))
+}
+
+fn app_with_timeout(request_timeout: Duration) -> Router {
     let routes = Router::new()
         .route("/panic", get(panics))
         .route(
@@ -40,7 +46,7 @@ fn app() -> Router {
         .route(
             "/slow",
             get(|| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
                 "late"
             }),
         )
@@ -60,7 +66,7 @@ fn app() -> Router {
     with_middleware(
         routes,
         &HttpOptions {
-            request_timeout: Duration::from_millis(200),
+            request_timeout,
             body_limit: 1024,
             compression: true,
         },
@@ -68,7 +74,14 @@ fn app() -> Router {
 }
 
 async fn call(req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
-    let res = app().oneshot(req).await.unwrap();
+    call_on(app(), req).await
+}
+
+async fn call_on(
+    app: Router,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let res = app.oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
@@ -129,7 +142,8 @@ async fn an_internal_error_shows_the_request_id_and_nothing_internal() {
 
 #[tokio::test]
 async fn a_request_over_the_time_limit_answers_503_problem() {
-    let (status, headers, body) = call(get_req("/slow")).await;
+    let app = app_with_timeout(Duration::from_millis(200));
+    let (status, headers, body) = call_on(app, get_req("/slow")).await;
     assert_problem(status, &headers, &body, 503, "unavailable");
     assert_eq!(headers[header::RETRY_AFTER], "1");
 }

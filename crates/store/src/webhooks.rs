@@ -971,3 +971,23 @@ pub async fn endpoint_states(db: &Db) -> Result<(i64, i64, i64), StoreError> {
                 COALESCE(SUM(CASE WHEN enabled = 1 AND failing_since IS NOT NULL THEN 1 ELSE 0 END), 0) \
          FROM webhook_endpoints").fetch_one(pool).await?))
 }
+
+/// Every shop's endpoints, the failing and disabled ones first (the operator pages; platform
+/// admins only, so no tenant scope).
+pub async fn all_endpoints(db: &Db, limit: i64) -> Result<Vec<Endpoint>, StoreError> {
+    let sql = format!(
+        "SELECT {ENDPOINT_COLS} FROM webhook_endpoints \
+         ORDER BY enabled, CASE WHEN failing_since IS NULL THEN 1 ELSE 0 END, id DESC LIMIT $1"
+    );
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(pool).await?),
+    )
+}
+
+/// Every shop's failed deliveries, newest first (the operator pages; no tenant scope).
+pub async fn failed_deliveries(db: &Db, limit: i64) -> Result<Vec<Delivery>, StoreError> {
+    let sql = format!("{DELIVERY_SELECT} WHERE d.status = 'failed' ORDER BY d.id DESC LIMIT $1");
+    Ok(
+        on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(pool).await?),
+    )
+}

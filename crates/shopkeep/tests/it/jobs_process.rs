@@ -21,6 +21,9 @@ use crate::both_engines;
 use crate::harness::{Engine, TestStorage};
 
 const CHILD_ENV: &str = "SHOPKEEP_TEST_WORKER";
+/// Lease of the worker process in milliseconds, when not the 1 s that makes a killed worker's
+/// job come back quickly.
+const LEASE_ENV: &str = "SHOPKEEP_TEST_WORKER_LEASE_MS";
 
 #[derive(Deserialize)]
 struct EffectArgs {
@@ -81,7 +84,11 @@ async fn worker_process_entry() {
         return;
     };
     let url = std::env::var("SHOPKEEP_TEST_WORKER_DB").ok();
-    let app = shopkeep::Application::build_with(worker_config(dir.into(), url), registry())
+    let mut config = worker_config(dir.into(), url);
+    if let Some(ms) = std::env::var(LEASE_ENV).ok().and_then(|v| v.parse().ok()) {
+        config.jobs.lease = Duration::from_millis(ms);
+    }
+    let app = shopkeep::Application::build_with(config, registry())
         .await
         .expect("worker builds");
     app.run_until_stopped(CancellationToken::new())
@@ -94,6 +101,10 @@ struct Worker(Child);
 
 impl Worker {
     fn start(storage: &TestStorage, name: &str) -> Worker {
+        Self::start_with(storage, name, &[])
+    }
+
+    fn start_with(storage: &TestStorage, name: &str, env: &[(&str, &str)]) -> Worker {
         let log = std::fs::File::create(storage.dir.path().join(format!("{name}.log"))).unwrap();
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
@@ -113,6 +124,7 @@ impl Worker {
         if storage.database_url().is_none() {
             cmd.env_remove("SHOPKEEP_TEST_WORKER_DB");
         }
+        cmd.envs(env.iter().copied());
         Worker(cmd.spawn().expect("start worker process"))
     }
 
@@ -249,8 +261,11 @@ async fn a_killed_worker_s_job_runs_again_and_its_effect_lands_once(engine: Engi
 async fn two_worker_processes_never_run_the_same_attempt(engine: Engine) {
     let storage = TestStorage::new(engine).await;
     let db = prepare(&storage).await;
-    let _a = Worker::start(&storage, "a");
-    let _b = Worker::start(&storage, "b");
+    // Leases long enough that a busy machine cannot make a live worker lose one: every attempt
+    // here must be the first.
+    let lease = [(LEASE_ENV, "10000")];
+    let _a = Worker::start_with(&storage, "a", &lease);
+    let _b = Worker::start_with(&storage, "b", &lease);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let jobs: Vec<NewJob> = (0..600)
         .map(|_| effect_job(serde_json::json!({ "sleep_ms": 10 })))

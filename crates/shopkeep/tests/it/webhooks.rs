@@ -2060,3 +2060,125 @@ async fn the_openapi_document_lists_every_webhook_operation() {
         );
     }
 }
+
+both_engines!(the_operator_pages_show_endpoints_failures_and_receipts_to_platform_admins);
+
+async fn the_operator_pages_show_endpoints_failures_and_receipts_to_platform_admins(
+    engine: Engine,
+) {
+    let h = start(engine, without_workers).await;
+    let page = |path: String, user: &'static str| {
+        let req = h.app.client.get(h.app.url(&path));
+        async move { req.basic_auth(user, Some(PASSWORD)).send().await.unwrap() }
+    };
+    // An orphaned receipt whose topic tries to inject markup, and a delivery that failed for good.
+    let body = shopify_order_body(701);
+    let ack = shopify_signed(
+        &h.app,
+        "<script>x</script>",
+        "nobody.myshopify.com",
+        "evt-op",
+        &body,
+    )
+    .await;
+    let receipt = ack["receipt_id"].as_str().unwrap().to_string();
+    let rx = receiver(500).await;
+    let ep = h
+        .json(
+            Method::POST,
+            "/api/v1/webhooks/endpoints",
+            Some(json!({ "url": rx.url("/down") })),
+            201,
+        )
+        .await;
+    let d = test_send(&h, &id_of(&ep)).await;
+    let mut t = now_micros();
+    loop {
+        match h.attempt(d, t).await {
+            Outcome::Retrying { next_at, .. } => t = next_at,
+            Outcome::Failed { .. } => break,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    let res = h.app.get("/admin/webhooks").await;
+    assert_eq!(res.status(), 401);
+    h.app.customer("hookpeek").await;
+    assert_eq!(
+        page("/admin/webhooks".into(), "hookpeek").await.status(),
+        403
+    );
+
+    let res = page("/admin/webhooks".into(), "root").await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let html = res.text().await.unwrap();
+    assert!(html.contains(&rx.url("/down")), "the endpoint is listed");
+    assert!(html.contains("failing"), "its failure run shows");
+    assert!(
+        html.contains(&format!("/admin/webhooks/deliveries/{}/{d}", h.shop)),
+        "the failed delivery links to its page"
+    );
+    assert!(
+        html.contains(&format!("/admin/webhooks/receipts/{receipt}")),
+        "the receipt is listed"
+    );
+    assert!(
+        html.contains("nobody.myshopify.com (no shop)"),
+        "an orphan names its account"
+    );
+    assert!(!html.contains("<script>x"), "markup in a topic is escaped");
+    assert!(html.contains("&lt;script&gt;x"));
+    let orphans = page("/admin/webhooks?status=orphaned".into(), "root")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(orphans.contains(&receipt));
+    let processed_only = page("/admin/webhooks?status=processed".into(), "root")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!processed_only.contains(&receipt));
+
+    let detail = page(format!("/admin/webhooks/receipts/{receipt}"), "root").await;
+    assert_eq!(detail.status(), 200);
+    let detail = detail.text().await.unwrap();
+    assert!(
+        detail.contains("&quot;id&quot;: 701"),
+        "the body is shown, escaped: {detail}"
+    );
+    assert!(detail.contains("x-shopify-topic"), "the headers are shown");
+
+    let delivery = page(format!("/admin/webhooks/deliveries/{}/{d}", h.shop), "root").await;
+    assert_eq!(delivery.status(), 200);
+    let delivery = delivery.text().await.unwrap();
+    assert_eq!(
+        delivery.matches("<li><strong>Attempt").count(),
+        8,
+        "every attempt is shown"
+    );
+    assert!(delivery.contains("webhook.test"));
+    assert_eq!(
+        page("/admin/webhooks/receipts/nope".into(), "root")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        page(
+            format!("/admin/webhooks/deliveries/{}/{}", Uuid::now_v7(), d),
+            "root"
+        )
+        .await
+        .status(),
+        404,
+        "a delivery is found only under its own shop"
+    );
+}

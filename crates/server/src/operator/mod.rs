@@ -1,6 +1,9 @@
-//! The operator's jobs dashboard: server-rendered HTML at `/admin/jobs` (queues, throughput and
-//! failure chart, dead set, schedules, filtered lists) and `/admin/jobs/{id}` (a job with every
-//! attempt). Read-only: actions go through the JSON API, so the pages carry no forms to forge.
+//! The operator pages: server-rendered HTML for platform admins.
+//! - `/admin/jobs` (queues, throughput and failure chart, dead set, schedules, filtered lists) and
+//!   `/admin/jobs/{id}` (a job with every attempt);
+//! - `/admin/webhooks` and its detail pages (see [`webhooks`]).
+//!
+//! Read-only: actions go through the JSON API, so the pages carry no forms to forge.
 //!
 //! Sign-in is HTTP Basic with a platform admin's username and password, under the same failure
 //! limits as the token endpoint. A verified header is remembered for five minutes while the
@@ -27,12 +30,15 @@ use crate::api::auth::ClientIp;
 use crate::api::jobs::{STATES, queue_list, series};
 use crate::{ApiError, AppState};
 
-/// Routes of the dashboard.
+mod webhooks;
+
+/// Routes of the operator pages.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/jobs", get(dashboard))
         .route("/admin/jobs/{id}", get(job_page))
         .route("/admin/assets/jobs.css", get(stylesheet))
+        .merge(webhooks::router())
 }
 
 const CSS: &str = include_str!("operator.css");
@@ -56,7 +62,11 @@ fn challenge(detail: &str) -> Response {
 }
 
 /// Checks the Basic credentials of a platform admin.
-async fn operator(state: &AppState, headers: &HeaderMap, ip: ClientIp) -> Result<String, Response> {
+pub(crate) async fn operator(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: ClientIp,
+) -> Result<String, Response> {
     let Some(raw) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -151,7 +161,7 @@ fn forbidden() -> Response {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "forbidden",
-        "the jobs dashboard needs a platform admin",
+        "the operator pages need a platform admin",
     )
     .into_response()
 }
@@ -172,17 +182,17 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn when(t: Option<i64>) -> String {
+pub(crate) fn when(t: Option<i64>) -> String {
     t.map_or_else(|| "—".into(), |t| esc(&Timestamp(t).to_rfc3339()))
 }
 
-fn page(title: &str, body: &str) -> Response {
+pub(crate) fn page(title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta http-equiv=\"refresh\" content=\"10\">\
          <title>{} · shopkeep jobs</title><link rel=\"stylesheet\" href=\"/admin/assets/jobs.css\"></head>\
-         <body><header><a href=\"/admin/jobs\">shopkeep jobs</a></header><main>{body}</main></body></html>",
+         <body><header><a href=\"/admin/jobs\">shopkeep jobs</a> · <a href=\"/admin/webhooks\">webhooks</a></header><main>{body}</main></body></html>",
         esc(title)
     );
     let mut r = Html(html).into_response();
