@@ -60,6 +60,8 @@ pub struct AppState {
     pub jobs_local: bool,
     /// Webhook secrets, sealing and the outbound client.
     pub webhooks: std::sync::Arc<webhooks::WebhookService>,
+    /// Stores inbound webhooks with group commit.
+    pub receipts: webhooks::receipts::ReceiptWriter,
 }
 
 /// HTTP limits applied to every route.

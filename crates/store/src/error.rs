@@ -17,6 +17,21 @@ pub enum StoreError {
     Other(#[from] anyhow::Error),
 }
 
+impl StoreError {
+    /// A copy for each caller of a batched write that failed (`sqlx::Error` is not `Clone`):
+    /// the same variant, the cause kept as text.
+    pub fn for_each_caller(&self) -> StoreError {
+        match self {
+            StoreError::NotFound => StoreError::NotFound,
+            StoreError::Conflict(c) => StoreError::Conflict(c.clone()),
+            StoreError::Unavailable(e) => {
+                StoreError::Unavailable(sqlx::Error::Protocol(e.to_string()))
+            }
+            StoreError::Other(e) => StoreError::Other(anyhow::anyhow!("{e:#}")),
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {

@@ -167,34 +167,44 @@ pub enum Stored {
     Duplicate(Uuid),
 }
 
-/// Stores a receipt and enqueues `job` (its processing) in the same transaction. A receipt whose
-/// `(provider, event_id)` exists stores and enqueues nothing.
-pub async fn insert_receipt(
+/// Stores receipts, each with its processing job when it has one, in one transaction (group
+/// commit: one fsync for every webhook that arrived while the previous batch was committing). A
+/// receipt whose `(provider, event_id)` exists, already or earlier in the same batch, stores and
+/// enqueues nothing and comes back as that first receipt's duplicate.
+pub async fn insert_receipts(
     db: &Db,
-    r: &NewReceipt,
-    job: Option<&NewJob>,
-) -> Result<Stored, StoreError> {
+    batch: &[(NewReceipt, Option<NewJob>)],
+) -> Result<Vec<Stored>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     let _write = db.write_lock().await;
     on_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_receipts (id, provider, event_id, topic, shop_id, shop_ref, resource_id, status, headers, body, received_at, attempts, job_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12) ON CONFLICT (provider, event_id) DO NOTHING")
-            .bind(r.id).bind(&r.provider).bind(&r.event_id).bind(&r.topic).bind(r.shop_id).bind(&r.shop_ref)
-            .bind(&r.resource_id).bind(&r.status).bind(&r.headers).bind(&r.body).bind(r.received_at)
-            .bind(job.map(|j| j.id))
-            .execute(&mut *tx).await?.rows_affected();
-        if inserted == 0 {
-            let first: Uuid = sqlx::query_scalar("SELECT id FROM webhook_receipts WHERE provider = $1 AND event_id = $2")
-                .bind(&r.provider).bind(&r.event_id).fetch_one(&mut *tx).await?;
-            tx.rollback().await?;
-            return Ok(Stored::Duplicate(first));
+        let mut out = Vec::with_capacity(batch.len());
+        let mut jobs = Vec::new();
+        for (r, job) in batch {
+            let inserted = sqlx::query(
+                "INSERT INTO webhook_receipts (id, provider, event_id, topic, shop_id, shop_ref, resource_id, status, headers, body, received_at, attempts, job_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12) ON CONFLICT (provider, event_id) DO NOTHING")
+                .bind(r.id).bind(&r.provider).bind(&r.event_id).bind(&r.topic).bind(r.shop_id).bind(&r.shop_ref)
+                .bind(&r.resource_id).bind(&r.status).bind(&r.headers).bind(&r.body).bind(r.received_at)
+                .bind(job.as_ref().map(|j| j.id))
+                .execute(&mut *tx).await?.rows_affected();
+            if inserted == 0 {
+                let first: Uuid = sqlx::query_scalar("SELECT id FROM webhook_receipts WHERE provider = $1 AND event_id = $2")
+                    .bind(&r.provider).bind(&r.event_id).fetch_one(&mut *tx).await?;
+                out.push(Stored::Duplicate(first));
+                continue;
+            }
+            out.push(Stored::New);
+            jobs.extend(job.iter().cloned());
         }
-        if let Some(j) = job {
-            enqueue_in(&mut *tx, std::slice::from_ref(j), r.received_at).await?;
+        if !jobs.is_empty() {
+            enqueue_in(&mut *tx, &jobs, batch[0].0.received_at).await?;
         }
         tx.commit().await?;
-        Ok(Stored::New)
+        Ok(out)
     }.await)
 }
 

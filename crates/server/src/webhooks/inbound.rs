@@ -143,10 +143,11 @@ async fn store_receipt(
         body: body.to_vec(),
         received_at: now,
     };
-    let stored = store::insert_receipt(&state.db, &receipt, job.as_ref()).await?;
+    let queued = job.is_some();
+    let stored = state.receipts.write(receipt, job).await?;
     let (receipt_id, result) = match stored {
         Stored::New => {
-            if job.is_some() {
+            if queued {
                 state.jobs.wake_queues([QUEUE]);
             }
             (id, status)

@@ -7,6 +7,7 @@
 
 pub mod inbound;
 pub mod outbound;
+pub mod receipts;
 pub mod topics;
 
 use std::sync::Arc;

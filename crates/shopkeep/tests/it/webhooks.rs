@@ -2182,3 +2182,53 @@ async fn the_operator_pages_show_endpoints_failures_and_receipts_to_platform_adm
         "a delivery is found only under its own shop"
     );
 }
+
+both_engines!(webhooks_arriving_together_are_each_stored_and_answered_after_one_shared_commit);
+
+async fn webhooks_arriving_together_are_each_stored_and_answered_after_one_shared_commit(
+    engine: Engine,
+) {
+    let h = start(engine, without_workers).await;
+    h.link("shopify", json!({ "account": SHOP_DOMAIN })).await;
+    let body = shopify_order_body(9001);
+    // 40 distinct events and 8 copies of one more, all at once: they share transactions.
+    let ids: Vec<String> = (0..40)
+        .map(|i| format!("evt-burst-{i}"))
+        .chain((0..8).map(|_| "evt-burst-copy".to_string()))
+        .collect();
+    let acks = futures_util::future::join_all(
+        ids.iter()
+            .map(|id| shopify_signed(&h.app, "orders/create", SHOP_DOMAIN, id, &body)),
+    )
+    .await;
+    assert_eq!(h.receipts_in_db().await, 41);
+    let distinct: std::collections::BTreeSet<&str> = acks[..40]
+        .iter()
+        .map(|a| a["receipt_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        40,
+        "each distinct event has its own receipt"
+    );
+    assert!(
+        acks[..40].iter().all(|a| a["status"] == "queued"),
+        "{acks:?}"
+    );
+    let copies = &acks[40..];
+    assert_eq!(
+        copies.iter().filter(|a| a["status"] == "queued").count(),
+        1,
+        "{copies:?}"
+    );
+    assert!(
+        copies
+            .iter()
+            .all(|a| a["receipt_id"] == copies[0]["receipt_id"]),
+        "{copies:?}"
+    );
+    let jobs = on_pool!(&h.app.db, pool => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'webhooks.process'").fetch_one(pool).await)
+    .unwrap();
+    assert_eq!(jobs, 41, "one processing job per stored receipt");
+}
