@@ -133,7 +133,7 @@ impl Application {
             jobs: jobs.clone(),
             jobs_local: runs_workers,
             webhooks: webhooks.clone(),
-            receipts: shopkeep_server::webhooks::receipts::ReceiptWriter::start(db.clone()),
+            receipts: shopkeep_server::webhooks::receipts::start(db.clone()),
         };
         let http = HttpOptions {
             request_timeout: config.http.request_timeout,

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod db;
 pub mod dialect;
 pub mod error;
+pub mod group;
 pub mod jobs;
 pub mod migrate;
 pub mod notifications;

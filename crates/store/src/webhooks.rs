@@ -5,7 +5,7 @@
 //! Inbound: a verified receipt is inserted with its processing job in one transaction, and
 //! `(provider, event_id)` turns a redelivery into a duplicate that enqueues nothing.
 //! Outbound: [`dispatch_outbox`] turns unpublished outbox rows into messages and deliveries and
-//! enqueues each delivery's first attempt in the same transaction; [`record_attempt`] stores an
+//! enqueues each delivery's first attempt in the same transaction; [`record_attempts`] stores an
 //! attempt, moves the delivery on and enqueues the next attempt, also in one transaction.
 
 use shopkeep_domain::webhooks::filter_matches;
@@ -819,66 +819,87 @@ pub enum EndpointHealth {
     Disabled,
 }
 
-/// Records an attempt, moves the delivery on, enqueues the next attempt, and tracks the
-/// endpoint's failure run, disabling it once failures have lasted `disable_after` microseconds:
-/// one transaction. A second record of the same attempt (a job that ran twice) changes nothing.
-pub async fn record_attempt(
+/// An attempt to record with what follows from it.
+#[derive(Debug, Clone)]
+pub struct AttemptWrite {
+    /// The delivery's shop.
+    pub scope: ShopScope,
+    /// The delivery as it was before the attempt.
+    pub delivery: Delivery,
+    /// The attempt.
+    pub attempt: AttemptRecord,
+    /// Where it leaves the delivery.
+    pub next: Next,
+    /// Microseconds.
+    pub now: i64,
+    /// An endpoint failing for this long (microseconds) is disabled.
+    pub disable_after: i64,
+}
+
+/// Records attempts in one transaction (group commit). For each: stores the attempt, moves the
+/// delivery on, enqueues the next attempt, and tracks the endpoint's failure run, disabling the
+/// endpoint once failures have lasted `disable_after`. A second record of the same attempt (a job
+/// that ran twice) changes nothing. Returns one [`EndpointHealth`] per attempt, in order.
+pub async fn record_attempts(
     db: &Db,
-    scope: ShopScope,
-    delivery: &Delivery,
-    a: &AttemptRecord,
-    next: &Next,
-    now: i64,
-    disable_after: i64,
-) -> Result<EndpointHealth, StoreError> {
-    let shop = scope.shop_id().0;
-    let (status, next_at, next_job) = match next {
-        Next::Delivered => ("delivered", None, None),
-        Next::Retry(j) => ("pending", Some(j.run_at), Some(j.id)),
-        Next::Failed => ("failed", None, None),
-    };
+    batch: &[AttemptWrite],
+) -> Result<Vec<EndpointHealth>, StoreError> {
     let _write = db.write_lock().await;
     on_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
-        let fresh = sqlx::query(
-            "INSERT INTO webhook_attempts (shop_id, delivery_id, attempt, started_at, latency_us, status_code, error, response_body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
-            .bind(shop).bind(delivery.id).bind(a.attempt).bind(a.started_at).bind(a.latency_us).bind(a.status_code)
-            .bind(&a.error).bind(&a.response_body).execute(&mut *tx).await?.rows_affected();
-        if fresh == 0 {
-            tx.rollback().await?;
-            return Ok(EndpointHealth::Ok);
-        }
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, next_job = $4, last_status = $5, \
-             last_error = $6, updated_at = $7 WHERE shop_id = $8 AND id = $9")
-            .bind(status).bind(a.attempt).bind(next_at).bind(next_job).bind(a.status_code).bind(&a.error).bind(now)
-            .bind(shop).bind(delivery.id).execute(&mut *tx).await?;
-        if let Next::Retry(j) = next {
-            enqueue_in(&mut *tx, std::slice::from_ref(&**j), now).await?;
-        }
-        let health = if matches!(next, Next::Delivered) {
-            sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE shop_id = $1 AND id = $2 AND failing_since IS NOT NULL")
-                .bind(shop).bind(delivery.endpoint_id).execute(&mut *tx).await?;
-            EndpointHealth::Ok
-        } else {
-            let since: Option<Option<i64>> = sqlx::query_scalar(
-                "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE shop_id = $2 AND id = $3 AND enabled = 1 \
-                 RETURNING failing_since")
-                .bind(a.started_at).bind(shop).bind(delivery.endpoint_id).fetch_optional(&mut *tx).await?;
-            match since.flatten() {
-                Some(s) if now - s >= disable_after => {
-                    sqlx::query(
-                        "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE shop_id = $3 AND id = $4")
-                        .bind(format!("every delivery failed for {} hours", (now - s) / 3_600_000_000))
-                        .bind(now).bind(shop).bind(delivery.endpoint_id).execute(&mut *tx).await?;
-                    EndpointHealth::Disabled
-                }
-                _ => EndpointHealth::Ok,
+        let mut out = Vec::with_capacity(batch.len());
+        let mut jobs = Vec::new();
+        for w in batch {
+            let (shop, d, a, now) = (w.scope.shop_id().0, &w.delivery, &w.attempt, w.now);
+            let (status, next_at, next_job) = match &w.next {
+                Next::Delivered => ("delivered", None, None),
+                Next::Retry(j) => ("pending", Some(j.run_at), Some(j.id)),
+                Next::Failed => ("failed", None, None),
+            };
+            let fresh = sqlx::query(
+                "INSERT INTO webhook_attempts (shop_id, delivery_id, attempt, started_at, latency_us, status_code, error, response_body) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
+                .bind(shop).bind(d.id).bind(a.attempt).bind(a.started_at).bind(a.latency_us).bind(a.status_code)
+                .bind(&a.error).bind(&a.response_body).execute(&mut *tx).await?.rows_affected();
+            if fresh == 0 {
+                out.push(EndpointHealth::Ok);
+                continue;
             }
-        };
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, next_job = $4, last_status = $5, \
+                 last_error = $6, updated_at = $7 WHERE shop_id = $8 AND id = $9")
+                .bind(status).bind(a.attempt).bind(next_at).bind(next_job).bind(a.status_code).bind(&a.error).bind(now)
+                .bind(shop).bind(d.id).execute(&mut *tx).await?;
+            if let Next::Retry(j) = &w.next {
+                jobs.push((**j).clone());
+            }
+            let health = if matches!(w.next, Next::Delivered) {
+                sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE shop_id = $1 AND id = $2 AND failing_since IS NOT NULL")
+                    .bind(shop).bind(d.endpoint_id).execute(&mut *tx).await?;
+                EndpointHealth::Ok
+            } else {
+                let since: Option<Option<i64>> = sqlx::query_scalar(
+                    "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE shop_id = $2 AND id = $3 AND enabled = 1 \
+                     RETURNING failing_since")
+                    .bind(a.started_at).bind(shop).bind(d.endpoint_id).fetch_optional(&mut *tx).await?;
+                match since.flatten() {
+                    Some(s) if now - s >= w.disable_after => {
+                        sqlx::query(
+                            "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE shop_id = $3 AND id = $4")
+                            .bind(format!("every delivery failed for {} hours", (now - s) / 3_600_000_000))
+                            .bind(now).bind(shop).bind(d.endpoint_id).execute(&mut *tx).await?;
+                        EndpointHealth::Disabled
+                    }
+                    _ => EndpointHealth::Ok,
+                }
+            };
+            out.push(health);
+        }
+        if !jobs.is_empty() {
+            enqueue_in(&mut *tx, &jobs, batch[0].now).await?;
+        }
         tx.commit().await?;
-        Ok(health)
+        Ok(out)
     }.await)
 }
 

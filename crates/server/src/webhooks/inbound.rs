@@ -144,7 +144,7 @@ async fn store_receipt(
         received_at: now,
     };
     let queued = job.is_some();
-    let stored = state.receipts.write(receipt, job).await?;
+    let stored = state.receipts.write((receipt, job)).await?;
     let (receipt_id, result) = match stored {
         Stored::New => {
             if queued {

@@ -79,6 +79,9 @@ pub struct WebhookService {
     pub sealer: Sealer,
     /// The SSRF-guarded client of outbound deliveries.
     pub client: outbound::Client,
+    /// Records delivery attempts with group commit; started with the database of the first
+    /// attempt (a process has one).
+    attempts: std::sync::OnceLock<outbound::AttemptWriter>,
 }
 
 impl WebhookService {
@@ -89,7 +92,14 @@ impl WebhookService {
             opts,
             sealer,
             client,
+            attempts: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The attempt writer, started on first use.
+    pub fn attempt_writer(&self, db: &Db) -> &outbound::AttemptWriter {
+        self.attempts
+            .get_or_init(|| outbound::start_attempt_writer(db.clone()))
     }
 
     /// Seals a secret for storage; `aad` binds it to its row.

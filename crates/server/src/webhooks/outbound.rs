@@ -16,11 +16,22 @@ use shopkeep_domain::webhooks::{ip_allowed, literal_ip, next_retry, standard};
 use shopkeep_domain::{ShopId, Timestamp};
 use shopkeep_jobs::{JobContext, JobError, JobResult};
 use shopkeep_store::audit::{self, AuditEntry};
-use shopkeep_store::webhooks::{self as store, AttemptRecord, EndpointHealth, Next};
+use shopkeep_store::group::GroupCommit;
+use shopkeep_store::webhooks::{self as store, AttemptRecord, AttemptWrite, EndpointHealth, Next};
 use shopkeep_store::{Db, ShopScope, jobs as store_jobs};
 use uuid::Uuid;
 
 use super::{WebhookService, deliver_job, endpoint_aad};
+
+/// Records delivery attempts with group commit.
+pub type AttemptWriter = GroupCommit<AttemptWrite, EndpointHealth>;
+
+/// Starts the attempt writer for `db`.
+pub fn start_attempt_writer(db: Db) -> AttemptWriter {
+    GroupCommit::start(db, |db, batch| {
+        Box::pin(async move { store::record_attempts(&db, &batch).await })
+    })
+}
 
 /// The first bytes of a response body kept in the delivery log.
 pub const KEEP_BODY: usize = 4096;
@@ -326,7 +337,17 @@ pub async fn attempt(
         response_body: body,
     };
     let disable_after = i64::try_from(svc.opts.disable_after.as_micros()).unwrap_or(i64::MAX);
-    let health = store::record_attempt(db, scope, &d, &record, &next, now, disable_after).await?;
+    let health = svc
+        .attempt_writer(db)
+        .write(AttemptWrite {
+            scope,
+            delivery: d,
+            attempt: record,
+            next: next.clone(),
+            now,
+            disable_after,
+        })
+        .await?;
     let outcome_label = match (&answer, ok) {
         (_, true) => "delivered",
         (Answer::Refused(_), _) => "refused",
