@@ -96,6 +96,16 @@ impl NewPassword {
     }
 }
 
+/// How hard a password is to guess, 0 (among the most guessed) to 4 (very hard), counting the
+/// username and email against it; the same estimate [`NewPassword::parse`] refuses at 0.
+pub fn password_strength(s: &str, user_inputs: &[&str]) -> u8 {
+    if s.is_empty() {
+        return 0;
+    }
+    let chars: String = s.chars().take(128).collect();
+    u8::from(zxcvbn::zxcvbn(&chars, user_inputs).score())
+}
+
 /// Validates an optional email address (shape only; delivery proves the rest).
 pub fn parse_email(field: &'static str, s: &str) -> Result<String, Invalid> {
     let s = s.trim();

@@ -47,6 +47,19 @@ impl Timestamp {
         )
     }
 
+    /// Short text for people: `2026-12-01 20:45 UTC`.
+    pub fn to_display(self) -> String {
+        let t = self.to_datetime();
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        )
+    }
+
     /// RFC 3339 text, always with microseconds and `Z`.
     pub fn to_rfc3339(self) -> String {
         let t = self.to_datetime();

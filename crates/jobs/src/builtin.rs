@@ -5,13 +5,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shopkeep_domain::{ShopId, Timestamp, UserId};
 use shopkeep_store::notifications::{self, NewNotification};
-use shopkeep_store::{ShopScope, jobs as store, orders, tokens};
+use shopkeep_store::{ShopScope, jobs as store, orders, sessions, tokens};
 use uuid::Uuid;
 
 use crate::{Backoff, JobContext, JobError, JobResult, Jobs, KindPolicy, Registry, ScheduleSpec};
 
-/// Deletes what has outlived its use: expired refresh tokens and deny-list entries, finished
-/// jobs past their keep time, old counters.
+/// Deletes what has outlived its use: expired refresh tokens and deny-list entries, expired web
+/// sessions kept in the database, finished jobs past their keep time, old counters.
 pub const RETENTION: &str = "shopkeep.retention";
 /// Runs after an order is approved or rejected: writes the customer's notice (and, later,
 /// email and webhooks hang off the same job).
@@ -47,11 +47,14 @@ pub fn register(registry: &mut Registry) {
         |ctx: JobContext, _: serde_json::Value| async move {
             let now = Timestamp::now().0;
             let tokens = tokens::prune_expired(ctx.db()).await?;
+            let sessions = sessions::prune(ctx.db(), now).await?;
             ctx.progress(50).await?;
             let jobs = store::prune(ctx.db(), now, now - 8 * 86_400_000_000).await?;
-            Ok(Some(
-                serde_json::json!({ "tokens_removed": tokens, "jobs_removed": jobs }),
-            ))
+            Ok(Some(serde_json::json!({
+                "tokens_removed": tokens,
+                "sessions_removed": sessions,
+                "jobs_removed": jobs,
+            })))
         },
     );
     registry.register(

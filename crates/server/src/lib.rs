@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod operator;
 pub mod problem;
 pub mod ratelimit;
+pub mod web;
 pub mod webhooks;
 
 use std::any::Any;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub webhooks: std::sync::Arc<webhooks::WebhookService>,
     /// Stores inbound webhooks with group commit.
     pub receipts: webhooks::receipts::ReceiptWriter,
+    /// Web pages: sessions and settings.
+    pub web: std::sync::Arc<web::WebService>,
 }
 
 /// HTTP limits applied to every route.
@@ -107,7 +110,9 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
     .set(1.0);
 
     let (routes, api) = api_routes().split_for_parts();
+    let pages = web::router(&state);
     let app = routes
+        .merge(pages)
         .route("/metrics", get(metrics::render))
         .merge(operator::router())
         .merge(webhooks::inbound::router())
@@ -159,8 +164,24 @@ async fn detach(req: axum::extract::Request, next: axum::middleware::Next) -> Re
     }
 }
 
-async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+/// 404: a problem for API clients, the friendly page for a browser asking for HTML.
+async fn not_found(
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: axum::http::HeaderMap,
+    rid: Option<axum::Extension<observe::RequestId>>,
+) -> Response {
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let api_path = ["/api/", "/webhooks/", "/admin/"]
+        .iter()
+        .any(|p| uri.path().starts_with(p));
+    if wants_html && !api_path && method == Method::GET {
+        return web::not_found_page(rid.map(|r| r.0.0).unwrap_or_default()).await;
+    }
+    ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
 }
 
 async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {

@@ -163,6 +163,16 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The detail sentence.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The field errors.
+    pub fn field_errors(&self) -> &[FieldError] {
+        &self.errors
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -77,13 +77,25 @@ pub async fn create_admin(
     }
 }
 
-/// Sets a new password for an existing user and ends their logins.
+/// What a password reset ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetOutcome {
+    /// The user.
+    pub user_id: uuid::Uuid,
+    /// Refresh tokens revoked (API logins).
+    pub refresh_tokens_revoked: u64,
+    /// Web sessions deleted from the database (web UI sign-ins).
+    pub web_sessions_deleted: u64,
+}
+
+/// Sets a new password for an existing user and ends their logins: every refresh token is
+/// revoked and every web session kept in the database is deleted.
 pub async fn reset_password(
     db: &Db,
     hasher: &PasswordHasher,
     username: &str,
     password: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ResetOutcome> {
     let user = accounts::find_user(db, &shopkeep_domain::accounts::fold(username))
         .await?
         .with_context(|| format!("no user named {username}"))?;
@@ -93,15 +105,20 @@ pub async fn reset_password(
     };
     accounts::set_password_hash(db, UserId(user.id), &hasher.hash(pw.expose()).await?).await?;
     let revoked = shopkeep_store::tokens::revoke_user_refresh(db, UserId(user.id)).await?;
+    let sessions = shopkeep_store::sessions::delete_for_user(db, user.id).await?;
     audit::record(
         db,
         AuditEntry {
             action: "user.password_reset",
             target: Some(user.username),
-            detail: json!({ "refresh_tokens_revoked": revoked }),
+            detail: json!({ "refresh_tokens_revoked": revoked, "web_sessions_deleted": sessions }),
             ..AuditEntry::default()
         },
     )
     .await?;
-    Ok(())
+    Ok(ResetOutcome {
+        user_id: user.id,
+        refresh_tokens_revoked: revoked,
+        web_sessions_deleted: sessions,
+    })
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use shopkeep_domain::Secret;
+use shopkeep_server::web::sessions::SessionStore;
+use shopkeep_server::web::{WebOptions, WebService};
 use shopkeep_server::{AppState, BuildInfo, HttpOptions};
 use shopkeep_store::Db;
 use tokio::net::TcpListener;
@@ -134,6 +136,19 @@ impl Application {
             jobs_local: runs_workers,
             webhooks: webhooks.clone(),
             receipts: shopkeep_server::webhooks::receipts::start(db.clone()),
+            web: Arc::new(WebService {
+                sessions: match &config.redis_url {
+                    Some(url) => {
+                        SessionStore::redis(url.expose(), &format!("{}web:", config.redis_prefix))
+                            .await
+                            .context("connecting the session store to redis")?
+                    }
+                    None => SessionStore::database(db.clone()),
+                },
+                opts: WebOptions {
+                    secure_cookies: config.http.secure_cookies,
+                },
+            }),
         };
         let http = HttpOptions {
             request_timeout: config.http.request_timeout,
@@ -298,4 +313,15 @@ fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
         .and_then(|()| std::fs::remove_file(&probe))
         .with_context(|| format!("the data directory {} is not writable", dir.display()))?;
     Ok(())
+}
+
+/// Where the web pages keep their sessions: Redis/Valkey under `{redis_prefix}web:` when
+/// `redis_url` is set, else the database.
+pub async fn session_store(config: &Config, db: &Db) -> anyhow::Result<SessionStore> {
+    match &config.redis_url {
+        Some(url) => SessionStore::redis(url.expose(), &format!("{}web:", config.redis_prefix))
+            .await
+            .context("connecting the session store to redis"),
+        None => Ok(SessionStore::database(db.clone())),
+    }
 }

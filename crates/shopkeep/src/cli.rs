@@ -77,7 +77,8 @@ pub enum UserCommand {
         #[arg(long)]
         username: String,
     },
-    /// Set a new password and end the user's logins.
+    /// Set a new password and end the user's logins: revoke their refresh tokens and delete
+    /// their web sessions from the database.
     ResetPassword {
         /// The user.
         #[arg(long)]
@@ -282,8 +283,18 @@ async fn user_command(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::ResetPassword { username } => {
-            crate::admin::reset_password(&db, &hasher, &username, &password).await?;
-            println!("password of {username} reset; their sessions were ended");
+            let ended = crate::admin::reset_password(&db, &hasher, &username, &password).await?;
+            let mut web = ended.web_sessions_deleted;
+            if config.redis_url.is_some() {
+                // The pages keep their sessions in Redis then: end those too.
+                let store = crate::app::session_store(&config, &db).await?;
+                web += store.destroy_user(ended.user_id).await?;
+            }
+            println!(
+                "password of {username} reset; their sessions were ended \
+                 ({} refresh token(s) revoked, {web} web session(s) ended)",
+                ended.refresh_tokens_revoked
+            );
         }
     }
     db.close().await;

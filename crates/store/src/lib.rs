@@ -17,6 +17,7 @@ pub mod notifications;
 pub mod orders;
 pub mod schema;
 pub mod scope;
+pub mod sessions;
 pub mod tokens;
 pub mod webhooks;
 

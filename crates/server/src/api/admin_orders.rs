@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use shopkeep_domain::Timestamp;
 use shopkeep_domain::accounts::{Scope, fold};
 use shopkeep_domain::time::MICROS_PER_DAY;
+use shopkeep_store::ShopScope;
 use shopkeep_store::orders::{self as store, Filter, ItemRow, OrderRow};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -64,7 +65,7 @@ fn parse_time(s: &str, end_of_day: bool) -> Option<i64> {
     })
 }
 
-fn filter_of(q: &AdminFilterIn) -> Result<Filter, ApiError> {
+pub(crate) fn filter_of(q: &AdminFilterIn) -> Result<Filter, ApiError> {
     let mut errors = Vec::new();
     let mut f = Filter::default();
     if let Some(u) = q
@@ -336,9 +337,17 @@ pub async fn stats(
     p: Principal,
 ) -> Result<Json<StatsOut>, ApiError> {
     p.require(Scope::OrdersAdmin)?;
+    Ok(Json(compute_stats(&state, p.scope).await?))
+}
+
+/// The statistics of a shop's orders (the API's and the dashboard's).
+pub(crate) async fn compute_stats(
+    state: &AppState,
+    scope: ShopScope,
+) -> Result<StatsOut, ApiError> {
     let today = Timestamp::now().0.div_euclid(MICROS_PER_DAY);
     let first_day = today - 29;
-    let s = store::stats(&state.db, p.scope, Timestamp(first_day * MICROS_PER_DAY)).await?;
+    let s = store::stats(&state.db, scope, Timestamp(first_day * MICROS_PER_DAY)).await?;
     let mut by_status: BTreeMap<String, i64> = shopkeep_domain::orders::Status::ALL
         .iter()
         .map(|st| (st.filter_name().to_string(), 0))
@@ -359,11 +368,11 @@ pub async fn stats(
             count: per_day.get(&d).copied().unwrap_or(0),
         })
         .collect();
-    Ok(Json(StatsOut {
+    Ok(StatsOut {
         total,
         by_status,
         approval_rate,
         orders_per_day,
         median_time_to_decision_seconds: s.median_decision_micros.map(|m| m as f64 / 1e6),
-    }))
+    })
 }

@@ -70,6 +70,20 @@ pub async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RegisterIn>,
 ) -> Result<Response, ApiError> {
+    let user = create_account(&state, &body).await?;
+    let mut res = (StatusCode::CREATED, Json(user_out(&user))).into_response();
+    if let Ok(v) = HeaderValue::from_str("/api/v1/me") {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// Validates a registration (every bad field named) and creates the account as a customer of
+/// the default shop; the API and the web page share it.
+pub(crate) async fn create_account(
+    state: &AppState,
+    body: &RegisterIn,
+) -> Result<store::UserRow, ApiError> {
     let mut c = Checks::default();
     let username = c.check(Username::parse("username", &body.username));
     let email = match body.email.as_deref().filter(|e| !e.trim().is_empty()) {
@@ -132,11 +146,7 @@ pub async fn register(
         }
         other => other?,
     };
-    let mut res = (StatusCode::CREATED, Json(user_out(&user))).into_response();
-    if let Ok(v) = HeaderValue::from_str("/api/v1/me") {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(res)
+    Ok(user)
 }
 
 /// OAuth 2.0 token request (RFC 6749 4.3 and 6), form-encoded.
@@ -283,13 +293,7 @@ struct Ctx {
 
 impl Ctx {
     fn entry(&self, action: &'static str) -> AuditEntry {
-        AuditEntry {
-            action,
-            ip: self.ip.map(|i| i.to_string()),
-            request_id: Some(self.request_id.clone()),
-            detail: json!({}),
-            ..AuditEntry::default()
-        }
+        entry(self.ip, &self.request_id, action)
     }
 }
 
@@ -301,11 +305,97 @@ async fn password_grant(state: &AppState, form: TokenIn, ctx: &Ctx) -> Result<Re
             "username and password are required",
         ));
     };
+    let (user, shop, role) = match sign_in(
+        state,
+        username,
+        password,
+        form.shop,
+        ctx.ip,
+        &ctx.request_id,
+    )
+    .await?
+    {
+        SignIn::Ok { user, shop, role } => (user, shop, role),
+        SignIn::Blocked(secs) => return Err(too_many_attempts(secs)),
+        SignIn::Invalid => {
+            return Ok(oauth_error("invalid_grant", "invalid username or password"));
+        }
+        SignIn::NoShop => {
+            return Ok(oauth_error(
+                "invalid_grant",
+                "this account is not a member of that shop",
+            ));
+        }
+    };
+    let scopes = match narrow(scopes_for(role, user.is_admin), form.scope.as_deref()) {
+        Ok(s) => s,
+        Err(bad) => {
+            return Ok(oauth_error(
+                "invalid_scope",
+                format!("scope {bad} is not available to this account"),
+            ));
+        }
+    };
+    let user_id = UserId(user.id);
+    let subject = Subject {
+        user: user_id,
+        username: user.username.clone(),
+        is_admin: user.is_admin,
+        shop,
+        scopes,
+    };
+    let issued = state
+        .auth
+        .issue(&subject, None, form.scope.as_deref())
+        .await?;
+    signed_in(state, &user, shop, ctx.ip, &ctx.request_id, "token").await?;
+    Ok(token_response(issued))
+}
+
+/// 429 with the seconds left, for a sign-in refused by the failure limit.
+pub(crate) fn too_many_attempts(secs: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!("too many failed sign-in attempts; try again in {secs} seconds"),
+    )
+    .retry_after(secs.max(1))
+}
+
+/// What a password sign-in came to.
+pub(crate) enum SignIn {
+    /// The password matched: the account, and the shop and role to sign in to.
+    Ok {
+        /// The account.
+        user: Box<store::UserRow>,
+        /// The shop.
+        shop: ShopId,
+        /// The role there.
+        role: Role,
+    },
+    /// Unknown username or wrong password; the two are not told apart.
+    Invalid,
+    /// Too many recent failures for the username or the address: seconds to wait.
+    Blocked(u64),
+    /// The account is not a member of the asked shop (or of any shop).
+    NoShop,
+}
+
+/// Checks a username and password under the failure limits (per username and per address),
+/// recording a failure and its audit entry; the token endpoint and the web sign-in share it.
+/// A limiter that cannot be reached refuses every sign-in (503).
+pub(crate) async fn sign_in(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    asked_shop: Option<Uuid>,
+    ip: Option<IpAddr>,
+    request_id: &str,
+) -> Result<SignIn, ApiError> {
     let folded = accounts::fold(username);
     let keys = [
         format!("u:{folded}"),
-        ctx.ip
-            .map_or_else(|| "ip:unknown".into(), |i| format!("ip:{i}")),
+        ip.map_or_else(|| "ip:unknown".into(), |i| format!("ip:{i}")),
     ];
     for key in &keys {
         let blocked = state.auth.limiter.check(key).await.map_err(|e| {
@@ -313,13 +403,9 @@ async fn password_grant(state: &AppState, form: TokenIn, ctx: &Ctx) -> Result<Re
             ApiError::unavailable("sign-in is temporarily unavailable; retry shortly")
         })?;
         if let Some(wait) = blocked {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                format!("too many failed sign-in attempts; try again in {secs} seconds"),
-            )
-            .retry_after(secs.max(1)));
+            return Ok(SignIn::Blocked(
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            ));
         }
     }
     let user = store::find_user(&state.db, &folded).await?;
@@ -335,50 +421,54 @@ async fn password_grant(state: &AppState, form: TokenIn, ctx: &Ctx) -> Result<Re
                 tracing::error!(error = %e, "recording a failed login failed");
             }
         }
-        let mut e = ctx.entry("login.failed");
+        let mut e = entry(ip, request_id, "login.failed");
         e.target = Some(username.chars().take(64).collect());
         e.detail = json!({ "reason": if known { "bad_password" } else { "unknown_user" } });
         audit(state, e).await;
-        return Ok(oauth_error("invalid_grant", "invalid username or password"));
+        return Ok(SignIn::Invalid);
     };
     let user_id = UserId(user.id);
     if verified.needs_rehash {
         let new_hash = state.auth.hasher.hash(password).await?;
         store::set_password_hash(&state.db, user_id, &new_hash).await?;
     }
-    let Some((shop, role)) = pick_shop(state, user_id, form.shop).await? else {
-        return Ok(oauth_error(
-            "invalid_grant",
-            "this account is not a member of that shop",
-        ));
-    };
-    let scopes = match narrow(scopes_for(role, user.is_admin), form.scope.as_deref()) {
-        Ok(s) => s,
-        Err(bad) => {
-            return Ok(oauth_error(
-                "invalid_scope",
-                format!("scope {bad} is not available to this account"),
-            ));
-        }
-    };
-    let subject = Subject {
-        user: user_id,
-        username: user.username.clone(),
-        is_admin: user.is_admin,
-        shop,
-        scopes,
-    };
-    let issued = state
-        .auth
-        .issue(&subject, None, form.scope.as_deref())
-        .await?;
-    store::touch_login(&state.db, user_id).await?;
-    let mut e = ctx.entry("login.succeeded");
+    Ok(match pick_shop(state, user_id, asked_shop).await? {
+        Some((shop, role)) => SignIn::Ok {
+            user: Box::new(user),
+            shop,
+            role,
+        },
+        None => SignIn::NoShop,
+    })
+}
+
+/// Records a completed sign-in (`via` is `token` or `web`): the last-login time and the audit entry.
+pub(crate) async fn signed_in(
+    state: &AppState,
+    user: &store::UserRow,
+    shop: ShopId,
+    ip: Option<IpAddr>,
+    request_id: &str,
+    via: &'static str,
+) -> Result<(), ApiError> {
+    store::touch_login(&state.db, UserId(user.id)).await?;
+    let mut e = entry(ip, request_id, "login.succeeded");
     e.shop = Some(shop);
-    e.actor = Some(user_id);
-    e.target = Some(user.username);
+    e.actor = Some(UserId(user.id));
+    e.target = Some(user.username.clone());
+    e.detail = json!({ "via": via });
     audit(state, e).await;
-    Ok(token_response(issued))
+    Ok(())
+}
+
+fn entry(ip: Option<IpAddr>, request_id: &str, action: &'static str) -> AuditEntry {
+    AuditEntry {
+        action,
+        ip: ip.map(|i| i.to_string()),
+        request_id: Some(request_id.to_string()),
+        detail: json!({}),
+        ..AuditEntry::default()
+    }
 }
 
 /// The shop to sign in to and the role there.

@@ -375,60 +375,8 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     p.require(Scope::OrdersWrite)?;
     let key = idempotency_key(&headers)?;
-    let (items, notes) = validate(&body)?;
-    let lines: Vec<rules::Line> = items
-        .iter()
-        .map(|i| rules::Line {
-            quantity: i64::from(i.quantity),
-            unit_price_minor: i.unit_price_minor,
-        })
-        .collect();
-    let new = NewOrder {
-        customer: p.user,
-        notes,
-        // The JSON API; the web pages create with source `web`.
-        source: "api",
-        external_id: None,
-        currency: items.iter().find_map(|i| i.currency.clone()),
-        total_minor: rules::total_minor(&lines),
-        items,
-        customer_username: p.username.clone(),
-        actor_username: p.username.clone(),
-    };
-    let hash = sha256(&serde_json::to_vec(&body).unwrap_or_default());
-    let idem = match (&key, p.user) {
-        (Some(k), Some(user)) => Some(IdempotencyKey {
-            user,
-            key: k,
-            request_hash: &hash,
-        }),
-        (Some(k), None) => Some(IdempotencyKey {
-            user: UserId(Uuid::nil()),
-            key: k,
-            request_hash: &hash,
-        }),
-        (None, _) => None,
-    };
-    let (out, replayed) =
-        match store::create(&state.db, p.scope, &new, idem, p.user, &rid.0).await? {
-            Created::New(full) => {
-                publish(&state, &p, &full.order).await;
-                (full_out(*full), false)
-            }
-            Created::Replayed(o) => (detail(&state, &p, *o).await?, true),
-            Created::KeyReused => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different request",
-                )
-                .with_errors(vec![FieldError::new(
-                    "header.idempotency-key",
-                    "reused",
-                    "used before with another body",
-                )]));
-            }
-        };
+    // The JSON API; the web pages create with source `web`.
+    let (out, replayed) = place(&state, &p, &rid.0, &body, key.as_deref(), "api").await?;
     let location = format!("/api/v1/orders/{}", out.id);
     let mut res = (StatusCode::CREATED, Json(out)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -439,6 +387,60 @@ pub async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(res)
+}
+
+/// Validates and stores a new order from `source` (`api` or `web`), honouring an idempotency
+/// key; gives the order and whether it was a replay of an earlier request.
+pub(crate) async fn place(
+    state: &AppState,
+    p: &Principal,
+    request_id: &str,
+    body: &OrderIn,
+    key: Option<&str>,
+    source: &'static str,
+) -> Result<(OrderOut, bool), ApiError> {
+    let (items, notes) = validate(body)?;
+    let lines: Vec<rules::Line> = items
+        .iter()
+        .map(|i| rules::Line {
+            quantity: i64::from(i.quantity),
+            unit_price_minor: i.unit_price_minor,
+        })
+        .collect();
+    let new = NewOrder {
+        customer: p.user,
+        notes,
+        source,
+        external_id: None,
+        currency: items.iter().find_map(|i| i.currency.clone()),
+        total_minor: rules::total_minor(&lines),
+        items,
+        customer_username: p.username.clone(),
+        actor_username: p.username.clone(),
+    };
+    let hash = sha256(&serde_json::to_vec(body).unwrap_or_default());
+    let idem = key.map(|k| IdempotencyKey {
+        user: p.user.unwrap_or(UserId(Uuid::nil())),
+        key: k,
+        request_hash: &hash,
+    });
+    match store::create(&state.db, p.scope, &new, idem, p.user, request_id).await? {
+        Created::New(full) => {
+            publish(state, p, &full.order).await;
+            Ok((full_out(*full), false))
+        }
+        Created::Replayed(o) => Ok((detail(state, p, *o).await?, true)),
+        Created::KeyReused => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        )
+        .with_errors(vec![FieldError::new(
+            "header.idempotency-key",
+            "reused",
+            "used before with another body",
+        )])),
+    }
 }
 
 async fn publish(state: &AppState, p: &Principal, o: &OrderRow) {
@@ -474,7 +476,11 @@ fn full_out(f: FullOrder) -> OrderOut {
     out
 }
 
-async fn detail(state: &AppState, p: &Principal, order: OrderRow) -> Result<OrderOut, ApiError> {
+pub(crate) async fn detail(
+    state: &AppState,
+    p: &Principal,
+    order: OrderRow,
+) -> Result<OrderOut, ApiError> {
     let (items, events) = tokio::try_join!(
         store::items(&state.db, p.scope, order.id),
         store::events(&state.db, p.scope, order.id)
@@ -487,7 +493,11 @@ async fn detail(state: &AppState, p: &Principal, order: OrderRow) -> Result<Orde
 }
 
 /// An order the caller may see: their own, or any in the shop with `orders:admin`. Others are 404.
-async fn visible(state: &AppState, p: &Principal, id: Uuid) -> Result<OrderRow, ApiError> {
+pub(crate) async fn visible(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+) -> Result<OrderRow, ApiError> {
     let o = store::get(&state.db, p.scope, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such order"))?;
@@ -673,14 +683,25 @@ async fn act(
     body: &Bytes,
     rid: &str,
 ) -> Result<Json<OrderOut>, ApiError> {
-    let user = p.user()?;
-    let id = parse_id(id)?;
     let input: ReasonIn = optional_json(body)?;
-    let reason = match input
-        .reason
-        .as_deref()
-        .map(|r| rules::parse_text("reason", r, 500))
-    {
+    let id = parse_id(id)?;
+    Ok(Json(
+        decide(state, p, id, action, input.reason.as_deref(), rid).await?,
+    ))
+}
+
+/// Applies an approve, reject or cancel by `p` with an optional reason (at most 500 characters);
+/// 409 `invalid_transition` when the order is no longer pending.
+pub(crate) async fn decide(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    action: Action,
+    reason: Option<&str>,
+    rid: &str,
+) -> Result<OrderOut, ApiError> {
+    let user = p.user()?;
+    let reason = match reason.map(|r| rules::parse_text("reason", r, 500)) {
         Some(Ok(r)) => r,
         Some(Err(e)) => return Err(ApiError::validation(vec![field(e, "")])),
         None => None,
@@ -741,7 +762,7 @@ async fn act(
                 state.jobs.wake_queues([j.queue.as_str()]);
             }
             publish(state, p, &o).await;
-            Ok(Json(detail(state, p, *o).await?))
+            detail(state, p, *o).await
         }
         Transition::Invalid(current) => Err(ApiError::conflict(
             "invalid_transition",

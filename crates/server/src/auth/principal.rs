@@ -34,6 +34,8 @@ pub enum Credential {
         /// Key id.
         id: Uuid,
     },
+    /// A signed-in session of the web pages (cookie plus CSRF token).
+    Session,
 }
 
 /// The authenticated caller.

@@ -82,6 +82,7 @@ const KNOWN: &[&str] = &[
     "http.body_limit",
     "http.shutdown_timeout",
     "http.compression",
+    "http.secure_cookies",
     "log.format",
     "log.level",
     "auth.password_hash",
@@ -351,6 +352,12 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
         "http.compression",
         "true or false",
         &mut h.compression,
+        Raw::bool,
+    );
+    t.take(
+        "http.secure_cookies",
+        "true or false",
+        &mut h.secure_cookies,
         Raw::bool,
     );
     t.take(

@@ -277,6 +277,8 @@ pub struct HttpConfig {
     pub shutdown_timeout: Duration,
     /// gzip responses for clients that accept it.
     pub compression: bool,
+    /// Session cookie `Secure` with the `__Host-` prefix (serve over HTTPS).
+    pub secure_cookies: bool,
 }
 
 /// Logging settings.
@@ -308,6 +310,7 @@ impl Config {
                 body_limit: 1024 * 1024,
                 shutdown_timeout: Duration::from_secs(30),
                 compression: true,
+                secure_cookies: false,
             },
             log: LogConfig {
                 format: LogFormat::Json,
@@ -416,7 +419,7 @@ impl Config {
              secret_key = {secret}\nroles = \"{roles}\"\n\n\
              [database]\nmax_connections = {maxc}\nacquire_timeout = \"{acq}\"\nstatement_timeout = \"{st}\"\n\
              busy_timeout = \"{busy}\"\nsqlite_synchronous = \"{sync}\"\nmigrate_on_start = {mig}\n\n\
-             [http]\nrequest_timeout = \"{rt}\"\nbody_limit = {bl}\nshutdown_timeout = \"{sd}\"\ncompression = {comp}\n\n\
+             [http]\nrequest_timeout = \"{rt}\"\nbody_limit = {bl}\nshutdown_timeout = \"{sd}\"\ncompression = {comp}\nsecure_cookies = {sc}\n\n\
              [log]\nformat = \"{format}\"\nlevel = {level:?}\n\n\
              [auth]\npassword_hash = \"{ph}\"\nbcrypt_cost = {cost}\nhash_concurrency = {hc}\naccess_token_ttl = \"{att}\"\n\
              refresh_token_ttl = \"{rtt}\"\nissuer = {iss:?}\naudience = {aud:?}\nlogin_max_failures = {lmf}\n\
@@ -447,6 +450,7 @@ impl Config {
             bl = h.body_limit,
             sd = values::show_duration(h.shutdown_timeout),
             comp = h.compression,
+            sc = h.secure_cookies,
             level = self.log.level,
             ph = match self.auth.password_hash {
                 PasswordHash::Bcrypt => "bcrypt",

@@ -9,5 +9,7 @@ mod jobs;
 mod jobs_process;
 mod orders;
 mod schema;
+mod sessions;
 mod tenancy;
+mod web;
 mod webhooks;
