@@ -87,6 +87,45 @@ pub fn client_ip(parts: &Parts, trusted: &[IpRange]) -> Option<IpAddr> {
     )
 }
 
+/// True when a trusted proxy says the client reached it over HTTPS (`X-Forwarded-Proto: https`
+/// or `Forwarded: proto=https`); the header of anyone else is ignored.
+pub fn forwarded_https(parts: &Parts, trusted: &[IpRange]) -> bool {
+    let Some(peer) = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+    else {
+        return false;
+    };
+    if !trusted.iter().any(|r| r.contains(peer)) {
+        return false;
+    }
+    let proto = parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("https")
+        });
+    let forwarded = parts
+        .headers
+        .get("forwarded")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').next().unwrap_or("").split(';').any(|kv| {
+                kv.trim().split_once('=').is_some_and(|(k, val)| {
+                    k.eq_ignore_ascii_case("proto")
+                        && val.trim_matches('"').eq_ignore_ascii_case("https")
+                })
+            })
+        });
+    proto.unwrap_or(false) || forwarded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +165,35 @@ mod tests {
             Some("203.0.113.9".parse().unwrap())
         );
         assert_eq!(client_ip(&parts, &[]), Some("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn https_is_believed_only_from_trusted_proxies() {
+        let parts = |header: (&str, &str)| {
+            let mut req = axum::http::Request::get("/")
+                .header(header.0, header.1)
+                .body(())
+                .unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 5000))));
+            req.into_parts().0
+        };
+        let trusted: Vec<IpRange> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(forwarded_https(
+            &parts(("x-forwarded-proto", "https")),
+            &trusted
+        ));
+        assert!(forwarded_https(
+            &parts(("forwarded", "for=1.2.3.4;proto=https")),
+            &trusted
+        ));
+        assert!(!forwarded_https(
+            &parts(("x-forwarded-proto", "http")),
+            &trusted
+        ));
+        assert!(!forwarded_https(
+            &parts(("x-forwarded-proto", "https")),
+            &[]
+        ));
     }
 }

@@ -10,7 +10,7 @@ use shopkeep_domain::Timestamp;
 use shopkeep_domain::accounts::{self, NewPassword, Username};
 
 use super::i18n::Tr;
-use super::{Ctx, Flash, Layout, WebError, WebResult, redirect, render, sentence};
+use super::{Ctx, Flash, Layout, WebError, WebResult, redirect, render};
 use crate::AppState;
 use crate::api::auth::{RegisterIn, SignIn, create_account, sign_in, signed_in};
 
@@ -87,7 +87,7 @@ pub async fn login(
             signed_in(&state, &user, shop, ctx.ip, &ctx.request_id, "web").await?;
             let mut r = redirect(&ctx, "/");
             r.headers_mut()
-                .append(header::SET_COOKIE, state.web.cookie(&token));
+                .append(header::SET_COOKIE, state.web.cookie(&token, ctx.secure));
             return Ok(r);
         }
         Ok(SignIn::Invalid) => (
@@ -144,11 +144,11 @@ pub async fn logout(State(state): State<AppState>, Extension(ctx): Extension<Ctx
                 ..ctx.clone()
             };
             next.flash(&state, &f).await;
-            state.web.cookie(&token)
+            state.web.cookie(&token, ctx.secure)
         }
         Err(e) => {
             tracing::warn!(error = %e, "starting an anonymous session failed");
-            state.web.clear_cookie()
+            state.web.clear_cookie(ctx.secure)
         }
     };
     let mut r = redirect(&ctx, "/login");
@@ -210,7 +210,7 @@ pub struct RegisterFields {
 }
 
 /// Checks the fields; `typing` leaves empty fields alone (they are not wrong yet).
-fn check(fields: &RegisterFields, typing: bool) -> RegisterForm {
+fn check(tr: Tr, fields: &RegisterFields, typing: bool) -> RegisterForm {
     let mut f = RegisterForm {
         username: fields.username.chars().take(64).collect(),
         email: fields.email.chars().take(254).collect(),
@@ -225,18 +225,18 @@ fn check(fields: &RegisterFields, typing: bool) -> RegisterForm {
     if !(typing && fields.username.is_empty())
         && let Err(e) = Username::parse("username", fields.username.trim())
     {
-        f.username_error = sentence(&e.message);
+        f.username_error = tr.field_error("username", e.code, &e.message);
     }
     if !(typing && fields.password.is_empty())
         && let Err(e) = NewPassword::parse("password", &fields.password, &inputs)
     {
-        f.password_error = sentence(&e.message);
+        f.password_error = tr.field_error("password", e.code, &e.message);
     }
     let email = fields.email.trim();
     if !email.is_empty()
         && let Err(e) = accounts::parse_email("email", email)
     {
-        f.email_error = sentence(&e.message);
+        f.email_error = tr.field_error("email", e.code, &e.message);
     }
     f
 }
@@ -273,7 +273,7 @@ pub async fn register_check(
         StatusCode::OK,
         &RegisterCheck {
             tr: ctx.tr,
-            f: check(&fields, true),
+            f: check(ctx.tr, &fields, true),
             oob: true,
         },
     )
@@ -286,7 +286,7 @@ pub async fn register(
     Form(fields): Form<RegisterFields>,
 ) -> Result<Response, WebError> {
     let tr = ctx.tr;
-    let mut f = check(&fields, false);
+    let mut f = check(tr, &fields, false);
     let valid =
         f.username_error.is_empty() && f.password_error.is_empty() && f.email_error.is_empty();
     let status = if valid {
@@ -310,7 +310,7 @@ pub async fn register(
             }
             Err(e) if !e.field_errors().is_empty() => {
                 for fe in e.field_errors() {
-                    let text = sentence(&fe.message);
+                    let text = tr.field_error(&fe.field, &fe.code, &fe.message);
                     match fe.field.as_str() {
                         "body.username" => f.username_error = text,
                         "body.password" => f.password_error = text,
@@ -352,19 +352,20 @@ mod tests {
             password: String::new(),
             email: String::new(),
         };
-        let f = check(&typed, true);
+        let f = check(Tr::default(), &typed, true);
         assert!(!f.username_error.is_empty());
         assert!(
             f.password_error.is_empty(),
             "an empty password is not wrong yet"
         );
-        let f = check(&typed, false);
+        let f = check(Tr::default(), &typed, false);
         assert!(!f.password_error.is_empty(), "on submit it is");
     }
 
     #[test]
     fn strength_grows_with_the_password() {
         let weak = check(
+            Tr::default(),
             &RegisterFields {
                 username: "alice".into(),
                 password: "password".into(),
@@ -373,6 +374,7 @@ mod tests {
             true,
         );
         let strong = check(
+            Tr::default(),
             &RegisterFields {
                 username: "alice".into(),
                 password: "Tulip-Harbor-9-Quartz".into(),
@@ -385,7 +387,7 @@ mod tests {
         assert!(!weak.password_error.is_empty());
         assert!(strong.password_error.is_empty());
         assert_eq!(
-            sentence("a password has at least 8 characters"),
+            crate::web::sentence("a password has at least 8 characters"),
             "A password has at least 8 characters."
         );
     }

@@ -42,6 +42,16 @@ impl Tr {
         s
     }
 
+    /// The message for a field's validation error: the text for `err.<field>.<code>` (field
+    /// without its `body.` prefix), else `fallback` (the API's own sentence) as a sentence.
+    pub fn field_error(&self, field: &str, code: &str, fallback: &str) -> String {
+        let field = field.strip_prefix("body.").unwrap_or(field);
+        match english(&format!("err.{field}.{code}")) {
+            Some(t) => t.to_string(),
+            None => super::sentence(fallback),
+        }
+    }
+
     /// The label of an order status (`PENDING` ...).
     pub fn status(&self, status: &str) -> &'static str {
         match status {
@@ -173,6 +183,20 @@ fn english(key: &str) -> Option<&'static str> {
         "duration.hours" => "{n} h",
         "duration.days" => "{n} d",
 
+        "err.username.length" => "A username has 4 to 20 characters.",
+        "err.username.charset" => "Use only letters A-Z and digits.",
+        "err.username.taken" => "This username is taken. Try another one.",
+        "err.password.too_short" => "A password has at least 8 characters.",
+        "err.password.too_long" => "A password has at most 128 characters.",
+        "err.password.too_weak" => "This password is too easy to guess. Add a few unrelated words.",
+        "err.email.invalid" => "This is not an email address.",
+        "err.item_name.required" => "Give the item a name.",
+        "err.item_name.too_long" => "An item name has at most 255 characters.",
+        "err.item_name.control_characters" => "Remove the control characters.",
+        "err.quantity.required" => "Give a quantity from 1 to 100.",
+        "err.quantity.out_of_range" => "Give a quantity from 1 to 100.",
+        "err.notes.too_long" => "Notes have at most 1000 characters.",
+        "err.notes.control_characters" => "Remove the control characters.",
         "error.title" => "Something went wrong",
         "error.403.title" => "Request refused",
         "error.403.text" => "You are not allowed to do this.",

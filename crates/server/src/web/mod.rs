@@ -50,9 +50,9 @@ pub struct WebService {
 }
 
 impl WebService {
-    /// The session cookie's name.
-    pub fn cookie_name(&self) -> &'static str {
-        if self.opts.secure_cookies {
+    /// The session cookie's name: with the `__Host-` prefix when the cookie is `Secure`.
+    pub fn cookie_name(secure: bool) -> &'static str {
+        if secure {
             "__Host-shopkeep_session"
         } else {
             "shopkeep_session"
@@ -60,30 +60,22 @@ impl WebService {
     }
 
     /// `Set-Cookie` for a session token.
-    fn cookie(&self, token: &str) -> HeaderValue {
-        let secure = if self.opts.secure_cookies {
-            "; Secure"
-        } else {
-            ""
-        };
+    fn cookie(&self, token: &str, secure: bool) -> HeaderValue {
         let max_age = sessions::ABSOLUTE_US / 1_000_000;
         HeaderValue::from_str(&format!(
-            "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
-            self.cookie_name()
+            "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+            Self::cookie_name(secure),
+            if secure { "; Secure" } else { "" }
         ))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     /// `Set-Cookie` that removes the session cookie.
-    fn clear_cookie(&self) -> HeaderValue {
-        let secure = if self.opts.secure_cookies {
-            "; Secure"
-        } else {
-            ""
-        };
+    fn clear_cookie(&self, secure: bool) -> HeaderValue {
         HeaderValue::from_str(&format!(
-            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
-            self.cookie_name()
+            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+            Self::cookie_name(secure),
+            if secure { "; Secure" } else { "" }
         ))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
@@ -156,6 +148,8 @@ pub struct Ctx {
     pub request_id: String,
     /// The client address as the auth settings resolve it.
     pub ip: Option<std::net::IpAddr>,
+    /// The cookie is `Secure` (configured, or a trusted proxy saw HTTPS).
+    pub secure: bool,
 }
 
 impl Ctx {
@@ -466,6 +460,7 @@ pub async fn not_found_page(request_id: String) -> Response {
         tr: Tr::default(),
         request_id,
         ip: None,
+        secure: false,
     };
     let mut r = error_page(
         &ctx,
@@ -609,6 +604,8 @@ async fn session_inner(state: &AppState, req: Request, next: Next) -> Result<Res
     let (mut parts, body) = req.into_parts();
     let ip = crate::auth::ip::client_ip(&parts, &state.auth.opts.trusted_proxies);
     let htmx = parts.headers.contains_key("hx-request");
+    let secure = web.opts.secure_cookies
+        || crate::auth::ip::forwarded_https(&parts, &state.auth.opts.trusted_proxies);
     let unavailable = |e: anyhow::Error| {
         tracing::error!(error = %e, "the session store is unavailable");
         let ctx = bare_ctx(request_id.clone(), htmx);
@@ -621,7 +618,7 @@ async fn session_inner(state: &AppState, req: Request, next: Next) -> Result<Res
             },
         )
     };
-    let loaded = match cookie_token(&parts.headers, web.cookie_name()) {
+    let loaded = match cookie_token(&parts.headers, WebService::cookie_name(secure)) {
         Some(t) => web.sessions.load(t, now).await.map_err(&unavailable)?,
         None => None,
     };
@@ -644,6 +641,7 @@ async fn session_inner(state: &AppState, req: Request, next: Next) -> Result<Res
         tr: Tr::default(),
         request_id,
         ip,
+        secure,
     };
     let body = if changes {
         let header_token = parts
@@ -714,7 +712,8 @@ async fn session_inner(state: &AppState, req: Request, next: Next) -> Result<Res
     if let Some(t) = new_token
         && !res.headers().contains_key(header::SET_COOKIE)
     {
-        res.headers_mut().append(header::SET_COOKIE, web.cookie(&t));
+        res.headers_mut()
+            .append(header::SET_COOKIE, web.cookie(&t, secure));
     }
     Ok(res)
 }
@@ -756,6 +755,7 @@ fn bare_ctx(request_id: String, htmx: bool) -> Ctx {
         tr: Tr::default(),
         request_id,
         ip: None,
+        secure: false,
     }
 }
 

@@ -19,7 +19,7 @@ use shopkeep_store::orders::{self as store, Filter};
 use uuid::Uuid;
 
 use super::i18n::Tr;
-use super::{Ctx, Flash, Layout, WebError, WebResult, WebUser, redirect, render, sentence};
+use super::{Ctx, Flash, Layout, WebError, WebResult, WebUser, redirect, render};
 use crate::api::orders::{OrderIn, OrderOut, decide, page, page_params, parse_id, place, visible};
 use crate::crypto::random_token;
 use crate::{ApiError, AppState};
@@ -331,7 +331,8 @@ pub async fn create(
         }
         Err(e) if e.status() == StatusCode::UNPROCESSABLE_ENTITY => {
             for fe in e.field_errors() {
-                let text = sentence(&fe.message);
+                let text =
+                    tr.field_error(&fe.field.replace("items[0].", ""), &fe.code, &fe.message);
                 match fe.field.as_str() {
                     "body.item_name" | "body.items[0].item_name" => form.item_name_error = text,
                     "body.quantity" | "body.items[0].quantity" => form.quantity_error = text,

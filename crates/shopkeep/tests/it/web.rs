@@ -887,10 +887,8 @@ async fn registration_checks_fields_while_typing_and_on_submit(engine: Engine) {
         )
         .await;
     p.assert_page(409, "Please correct the fields marked below.");
-    assert_eq!(
-        text_of(&p.body, "username-error"),
-        Some("This username is taken.")
-    );
+    let taken = text_of(&p.body, "username-error").unwrap();
+    assert!(taken.starts_with("This username is taken."), "{taken}");
     assert_eq!(text_of(&p.body, "password-error"), Some(""));
     assert_eq!(users().await, before + 1);
 }
