@@ -71,13 +71,15 @@ seed() {
         tok=$(token "cust$c")
         : >"$WORK/orders.cfg"
         for ((i = 0; i < ORDERS / CUSTOMERS; i++)); do
-            printf 'url = "%s/api/v1/orders"\nheader = "authorization: Bearer %s"\nheader = "content-type: application/json"\ndata = "{\\"item_name\\":\\"poster %d\\",\\"quantity\\":%d,\\"notes\\":\\"seeded\\"}"\nwrite-out = "%%{http_code}\\n"\noutput = "/dev/null"\n' \
+            printf 'url = "%s/api/v1/orders"\nheader = "authorization: Bearer %s"\nheader = "content-type: application/json"\ndata = "{\\"item_name\\":\\"poster %d\\",\\"quantity\\":%d,\\"notes\\":\\"seeded\\"}"\nwrite-out = "%%{http_code}\\n"\noutput = "/dev/null"\nnext\n' \
                 "$(base)" "$tok" "$i" $((i % 9 + 1)) >>"$WORK/orders.cfg"
         done
-        curl -s -Z --parallel-max 4 -K "$WORK/orders.cfg" | grep -vc '^201$' >/dev/null && {
-            echo "error: some seeded orders were refused" >&2
+        sed -i '$d' "$WORK/orders.cfg" # a trailing "next" would start an entry without a URL
+        curl -s -Z --parallel-max 4 -K "$WORK/orders.cfg" 2>/dev/null >"$WORK/codes"
+        if grep -qv '^201$' "$WORK/codes"; then
+            echo "error: some seeded orders were refused: $(sort "$WORK/codes" | uniq -c | tr '\n' ' ')" >&2
             exit 1
-        }
+        fi
     done
     # Decide some: every third approved, every fifth rejected (first pages of the admin list).
     local cursor="" page
@@ -87,15 +89,16 @@ seed() {
         for id in $(grep -o '"id":"[^"]*"' "$WORK/page.json" | cut -d'"' -f4); do
             n=$((n + 1))
             if ((n % 3 == 0)); then
-                printf 'url = "%s/api/v1/orders/%s/approve"\nrequest = "POST"\nheader = "authorization: Bearer %s"\noutput = "/dev/null"\n' "$(base)" "$id" "$admin" >>"$WORK/decide.cfg"
+                printf 'url = "%s/api/v1/orders/%s/approve"\nrequest = "POST"\nheader = "authorization: Bearer %s"\noutput = "/dev/null"\nnext\n' "$(base)" "$id" "$admin" >>"$WORK/decide.cfg"
             elif ((n % 5 == 0)); then
-                printf 'url = "%s/api/v1/orders/%s/reject"\nrequest = "POST"\nheader = "authorization: Bearer %s"\noutput = "/dev/null"\n' "$(base)" "$id" "$admin" >>"$WORK/decide.cfg"
+                printf 'url = "%s/api/v1/orders/%s/reject"\nrequest = "POST"\nheader = "authorization: Bearer %s"\noutput = "/dev/null"\nnext\n' "$(base)" "$id" "$admin" >>"$WORK/decide.cfg"
             fi
         done
         cursor=$(sed -n 's/.*"next_cursor":"\([^"]*\)".*/\1/p' "$WORK/page.json")
         [[ -z $cursor ]] && break
     done
-    curl -s -Z --parallel-max 4 -K "$WORK/decide.cfg"
+    sed -i '$d' "$WORK/decide.cfg"
+    curl -s -Z --parallel-max 4 -K "$WORK/decide.cfg" 2>/dev/null
     echo "  seeded: $CUSTOMERS customers, $ORDERS orders, $(grep -c '^url' "$WORK/decide.cfg") decided"
 }
 

@@ -136,6 +136,9 @@ fn english(key: &str) -> Option<&'static str> {
         "new.notes_hint" => "Optional, up to 1000 characters.",
         "new.quantity_whole" => "Give a whole number from 1 to 100.",
         "new.submit" => "Place order",
+        "new.resent" => {
+            "This form was already sent with other values. Check them and place the order again."
+        }
         "new.placed" => "Order placed.",
         "new.view" => "View order",
 

@@ -554,7 +554,7 @@ fn tokens_match(expected: &str, given: &[u8]) -> bool {
 }
 
 /// The signed-in user of a session, or `None` when the account or its membership is gone.
-async fn resolve_user(
+pub(crate) async fn resolve_user(
     state: &AppState,
     user: uuid::Uuid,
     shop: uuid::Uuid,

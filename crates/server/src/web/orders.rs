@@ -207,6 +207,7 @@ pub struct NewOrderForm {
     item_name_error: String,
     quantity_error: String,
     notes_error: String,
+    error: String,
 }
 
 impl NewOrderForm {
@@ -338,7 +339,10 @@ pub async fn create(
                     "body.quantity" | "body.items[0].quantity" => form.quantity_error = text,
                     "body.notes" => form.notes_error = text,
                     // A reused key means this form was already sent with other values: a new key.
-                    "header.idempotency-key" => form.key = random_token(18),
+                    "header.idempotency-key" => {
+                        form.key = random_token(18);
+                        form.error = tr.t("new.resent").to_string();
+                    }
                     _ => form.item_name_error = text,
                 }
             }
@@ -543,8 +547,9 @@ pub async fn events(
     let st = state.clone();
     let tr = ctx.tr;
     let csrf = ctx.session.csrf.clone();
+    let session = ctx.session.clone();
     let events = futures_util::stream::unfold(rx, move |mut rx| {
-        let (st, u, csrf) = (st.clone(), u.clone(), csrf.clone());
+        let (st, u, csrf, session) = (st.clone(), u.clone(), csrf.clone(), session.clone());
         async move {
             loop {
                 match rx.recv().await {
@@ -553,6 +558,11 @@ pub async fn events(
                         if !admin_view && !own {
                             continue;
                         }
+                        // The rights of the moment, not of the connect: a session that ended
+                        // (sign-out, password reset) or a member removed or demoted stops here.
+                        let Some(u) = still_allowed(&st, &session, &u, admin_view).await else {
+                            return None;
+                        };
                         let batch =
                             live_events(&st, &u, tr, &csrf, up.order_id, admin_view, status)
                                 .await
@@ -586,6 +596,33 @@ fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+/// The user as of now when the session is still live and keeps the rights the stream was
+/// opened with; `None` ends the stream.
+async fn still_allowed(
+    state: &AppState,
+    session: &super::sessions::Session,
+    was: &WebUser,
+    admin_view: bool,
+) -> Option<WebUser> {
+    let now = shopkeep_domain::Timestamp::now().0;
+    match state.web.sessions.alive(session, now).await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "checking a live stream's session failed; ending it");
+            return None;
+        }
+    }
+    let shop = was.principal.shop().0;
+    let u = super::resolve_user(state, was.id().0, shop)
+        .await
+        .ok()
+        .flatten()?;
+    let sees_all = u.principal.scopes.contains(&Scope::OrdersAdmin);
+    let had_all = was.principal.scopes.contains(&Scope::OrdersAdmin);
+    (sees_all == had_all && (!admin_view || u.shop_admin)).then_some(u)
 }
 
 /// The events for one changed order: its cells, and for the customer's view the tabs.

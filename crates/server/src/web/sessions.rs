@@ -210,6 +210,19 @@ impl SessionStore {
         Ok(still_there.then_some(session))
     }
 
+    /// True while `s` still exists and has not expired; reads only (no sliding), so a page that
+    /// merely stays open does not keep its session alive. Long-lived streams check with it.
+    pub async fn alive(&self, s: &Session, now: i64) -> anyhow::Result<bool> {
+        let found = match &self.backend {
+            Backend::Database(db) => store::get(db, &s.token_hash)
+                .await
+                .context("reading a web session")?
+                .map(Session::from),
+            Backend::Redis(r) => r.get(&s.token_hash).await?,
+        };
+        Ok(found.is_some_and(|f| !f.expired(now) && f.user_id == s.user_id))
+    }
+
     /// Signing in: destroys `old` (if any) and creates a new signed-in session with a new token,
     /// a new CSRF token and `created_at = now`. The old session's flash is carried over.
     pub async fn rotate(
