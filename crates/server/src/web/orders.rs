@@ -560,9 +560,7 @@ pub async fn events(
                         }
                         // The rights of the moment, not of the connect: a session that ended
                         // (sign-out, password reset) or a member removed or demoted stops here.
-                        let Some(u) = still_allowed(&st, &session, &u, admin_view).await else {
-                            return None;
-                        };
+                        let u = still_allowed(&st, &session, &u, admin_view).await?;
                         let batch =
                             live_events(&st, &u, tr, &csrf, up.order_id, admin_view, status)
                                 .await
