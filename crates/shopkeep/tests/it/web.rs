@@ -31,6 +31,8 @@ both_engines!(
     unknown_pages_answer_in_the_format_asked_for,
     a_garbage_session_cookie_is_treated_as_anonymous,
     an_htmx_request_without_a_session_is_sent_to_sign_in_in_a_way_htmx_follows,
+    with_redis_every_instance_sees_the_same_sessions,
+    secure_cookies_use_the_host_prefix,
 );
 
 /// The session cookie's name without `http.secure_cookies`.
@@ -1533,5 +1535,83 @@ async fn an_htmx_request_without_a_session_is_sent_to_sign_in_in_a_way_htmx_foll
         (200..300).contains(&p.status),
         "htmx does not process HX-Redirect on a {}",
         p.status
+    );
+}
+
+async fn with_redis_every_instance_sees_the_same_sessions(engine: Engine) {
+    let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let storage = TestStorage::new(engine).await;
+    let mut config = storage.config();
+    config.redis_url = Some(redis.into());
+    // The Redis server is shared with other tests: keys of this test's own.
+    config.redis_prefix = format!("shopkeep-test-{}:", Uuid::now_v7().simple());
+    let b_config = config.clone();
+    let a = spawn_with(storage, config).await;
+    let b_app = shopkeep::Application::build(b_config).await.unwrap();
+    let b_addr = b_app.local_addr();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(b_app.run_until_stopped(stop.clone()));
+
+    let name = format!("r{}", &Uuid::now_v7().simple().to_string()[20..]);
+    let browser = customer(&a, &name).await;
+    let cookie = browser.cookie().unwrap();
+    assert_eq!(
+        signed_in_sessions(&a).await,
+        0,
+        "sessions live in Redis, not in the database"
+    );
+    let on_b = |path: &'static str| {
+        a.client
+            .get(format!("http://{b_addr}{path}"))
+            .header(header::COOKIE, format!("{COOKIE}={cookie}"))
+            .header(header::ACCEPT, "text/html")
+            .send()
+    };
+    let page = on_b("/orders").await.unwrap();
+    assert_eq!(page.status(), 200, "the other instance knows the session");
+    assert!(page.text().await.unwrap().contains(&name));
+
+    // Signing out on one instance ends the session on the other.
+    let out = browser.submit("/logout", &[]).await;
+    assert_eq!((out.status, out.location()), (303, "/login"));
+    let page = on_b("/orders").await.unwrap();
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()[header::LOCATION], "/login");
+    stop.cancel();
+}
+
+async fn secure_cookies_use_the_host_prefix(engine: Engine) {
+    let storage = TestStorage::new(engine).await;
+    let mut config = storage.config();
+    config.http.secure_cookies = true;
+    let app = spawn_with(storage, config).await;
+    let res = app.client.get(app.url("/login")).send().await.unwrap();
+    let set = res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(set.starts_with("__Host-shopkeep_session="), "{set}");
+    for part in ["; Secure", "; HttpOnly", "; SameSite=Lax", "; Path=/"] {
+        assert!(set.contains(part), "{set} lacks {part}");
+    }
+    assert!(
+        !set.contains("Domain="),
+        "__Host- cookies have no Domain: {set}"
+    );
+    // The plain name is not read when cookies are secure.
+    let token = set["__Host-shopkeep_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap();
+    let plain = app
+        .client
+        .get(app.url("/login"))
+        .header(header::COOKIE, format!("{COOKIE}={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        plain.headers().contains_key(header::SET_COOKIE),
+        "a new session was started"
     );
 }
