@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod operator;
 pub mod problem;
 pub mod ratelimit;
+pub mod redis_conn;
 pub mod web;
 pub mod webhooks;
 

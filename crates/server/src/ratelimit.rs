@@ -134,7 +134,7 @@ fn round_up_to_ms(wait: Duration) -> Duration {
 }
 
 /// Hides credentials in a Redis URL so it can appear in errors and logs.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         // Without a scheme we cannot tell a password from a host name: show nothing.
         return "<unparsable redis url>".to_owned();

@@ -7,18 +7,15 @@ use askama::Template;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
 use serde::Deserialize;
 use shopkeep_domain::orders::Action;
 use shopkeep_store::orders as store;
 
 use super::i18n::Tr;
-use super::orders::{OrderView, Tab, tabs, views};
+use super::orders::{OrderView, RowKind, Tab, cells_response, tabs, views};
 use super::{Ctx, Flash, Layout, WebError, WebResult, WebUser, redirect, render};
 use crate::api::admin_orders::{AdminFilterIn, StatsOut, compute_stats, filter_of};
-use crate::api::orders::{
-    OrderOut, decide, order_out, page as order_page, page_params, parse_id, visible,
-};
+use crate::api::orders::{decide, order_out, page as order_page, page_params, parse_id, visible};
 use crate::extract::ApiQuery;
 use crate::{ApiError, AppState};
 
@@ -283,45 +280,6 @@ pub async fn table(
     )
 }
 
-#[derive(Template)]
-#[template(path = "web/admin_cells.html")]
-struct AdminCells<'a> {
-    l: CellsCtx<'a>,
-    o: OrderView,
-}
-
-struct CellsCtx<'a> {
-    tr: Tr,
-    csrf: &'a str,
-}
-
-/// A row's cells for the admin table (also sent live to other admins).
-pub(crate) fn admin_cells(tr: Tr, csrf: &str, o: OrderView) -> String {
-    AdminCells {
-        l: CellsCtx { tr, csrf },
-        o,
-    }
-    .render()
-    .unwrap_or_default()
-}
-
-async fn cells_response(
-    state: &AppState,
-    ctx: &Ctx,
-    u: &WebUser,
-    order: &OrderOut,
-    status: StatusCode,
-) -> WebResult {
-    let o = views(state, u.principal.scope, std::slice::from_ref(order))
-        .await?
-        .remove(0);
-    Ok((
-        status,
-        axum::response::Html(admin_cells(ctx.tr, &ctx.session.csrf, o)),
-    )
-        .into_response())
-}
-
 async fn act(
     state: AppState,
     ctx: Ctx,
@@ -351,7 +309,7 @@ async fn act(
                 ctx.flash(&state, &Flash::success(text)).await;
                 return Ok(redirect(&ctx, "/dashboard"));
             }
-            cells_response(&state, &ctx, u, &order, StatusCode::OK).await
+            cells_response(&state, &ctx, u, &order, StatusCode::OK, RowKind::Admin).await
         }
         Err(e) if e.status() == StatusCode::CONFLICT => {
             // Another admin (or the customer) was first: show the order as it is now.
@@ -361,7 +319,15 @@ async fn act(
                 return Ok(redirect(&ctx, "/dashboard"));
             }
             let current = order_out(visible(&state, &u.principal, id).await?);
-            cells_response(&state, &ctx, u, &current, StatusCode::CONFLICT).await
+            cells_response(
+                &state,
+                &ctx,
+                u,
+                &current,
+                StatusCode::CONFLICT,
+                RowKind::Admin,
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }

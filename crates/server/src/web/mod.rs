@@ -445,23 +445,7 @@ fn error_page(ctx: &Ctx, f: &Failure) -> Response {
 
 /// The 404 page for an unknown address asked for by a browser (no session is started).
 pub async fn not_found_page(request_id: String) -> Response {
-    let ctx = Ctx {
-        session: Session {
-            token_hash: Vec::new(),
-            user_id: None,
-            shop_id: None,
-            csrf: String::new(),
-            flash: None,
-            created_at: 0,
-            last_seen_at: 0,
-        },
-        user: None,
-        htmx: false,
-        tr: Tr::default(),
-        request_id,
-        ip: None,
-        secure: false,
-    };
+    let ctx = bare_ctx(request_id, false);
     let mut r = error_page(
         &ctx,
         &Failure {
@@ -476,9 +460,14 @@ pub async fn not_found_page(request_id: String) -> Response {
 
 /// The headers every page and fragment carries.
 fn security_headers(h: &mut HeaderMap) {
+    page_headers(h, CSP);
+}
+
+/// The headers of an HTML page with its Content-Security-Policy (also the operator pages').
+pub(crate) fn page_headers(h: &mut HeaderMap, csp: &'static str) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_static(csp),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -459,10 +459,61 @@ struct Cells<'a> {
     o: OrderView,
 }
 
+#[derive(Template)]
+#[template(path = "web/admin_cells.html")]
+struct AdminCells<'a> {
+    l: CellsCtx<'a>,
+    o: OrderView,
+}
+
 /// What a row needs of the page: texts and the CSRF token.
 struct CellsCtx<'a> {
     tr: Tr,
     csrf: &'a str,
+}
+
+/// The table a row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowKind {
+    /// My orders.
+    Customer,
+    /// The dashboard's orders.
+    Admin,
+}
+
+/// A row's cells as HTML (also what the live stream sends).
+pub(crate) fn cells_html(
+    tr: Tr,
+    csrf: &str,
+    o: OrderView,
+    kind: RowKind,
+) -> Result<String, askama::Error> {
+    let l = CellsCtx { tr, csrf };
+    match kind {
+        RowKind::Customer => Cells { l, o }.render(),
+        RowKind::Admin => AdminCells { l, o }.render(),
+    }
+}
+
+/// The cells of `order` as the answer to an action taken in its row.
+pub(crate) async fn cells_response(
+    state: &AppState,
+    ctx: &Ctx,
+    u: &WebUser,
+    order: &OrderOut,
+    status: StatusCode,
+    kind: RowKind,
+) -> WebResult {
+    let o = views(state, u.principal.scope, std::slice::from_ref(order))
+        .await?
+        .remove(0);
+    match cells_html(ctx.tr, &ctx.session.csrf, o, kind) {
+        Ok(html) => Ok((status, axum::response::Html(html)).into_response()),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a row failed");
+            Err(WebError::Status(StatusCode::INTERNAL_SERVER_ERROR, None))
+        }
+    }
 }
 
 /// `POST /orders/{id}/cancel`: the customer cancels a pending order.
@@ -488,7 +539,15 @@ pub async fn cancel(
             // Decided meanwhile: show the row as it is now.
             let current = visible(&state, &u.principal, id).await?;
             let out = crate::api::orders::order_out(current);
-            return row_response(&state, &ctx, u, &out, StatusCode::CONFLICT).await;
+            return cells_response(
+                &state,
+                &ctx,
+                u,
+                &out,
+                StatusCode::CONFLICT,
+                RowKind::Customer,
+            )
+            .await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -497,29 +556,7 @@ pub async fn cancel(
             .await;
         return Ok(redirect(&ctx, &format!("/orders/{}", order.id)));
     }
-    row_response(&state, &ctx, u, &order, StatusCode::OK).await
-}
-
-async fn row_response(
-    state: &AppState,
-    ctx: &Ctx,
-    u: &WebUser,
-    order: &OrderOut,
-    status: StatusCode,
-) -> WebResult {
-    let o = views(state, u.principal.scope, std::slice::from_ref(order))
-        .await?
-        .remove(0);
-    render(
-        status,
-        &Cells {
-            l: CellsCtx {
-                tr: ctx.tr,
-                csrf: &ctx.session.csrf,
-            },
-            o,
-        },
-    )
+    cells_response(&state, &ctx, u, &order, StatusCode::OK, RowKind::Customer).await
 }
 
 /// Query of the live stream.
@@ -641,16 +678,12 @@ async fn live_events(
         .await?
         .remove(0);
     let mut batch = Vec::new();
-    let cells = if admin_view {
-        super::dashboard::admin_cells(tr, csrf, o)
+    let kind = if admin_view {
+        RowKind::Admin
     } else {
-        Cells {
-            l: CellsCtx { tr, csrf },
-            o,
-        }
-        .render()
-        .map_err(|e| ApiError::internal(e.into()))?
+        RowKind::Customer
     };
+    let cells = cells_html(tr, csrf, o, kind).map_err(|e| ApiError::internal(e.into()))?;
     batch.push(Ok(Event::default()
         .event(format!("order-{order_id}"))
         .data(cells)));

@@ -7,35 +7,26 @@
 //! so a token planted before login is worthless after it.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, RedisResult};
+use redis::FromRedisValue;
 use serde::{Deserialize, Serialize};
 use shopkeep_store::Db;
 use shopkeep_store::sessions::{self as store, SessionRow};
 pub use shopkeep_store::sessions::{ABSOLUTE_US, IDLE_US};
-use tokio::time::error::Elapsed;
 use uuid::Uuid;
 
 use crate::crypto::{random_token, sha256};
+use crate::redis_conn::RedisConn;
 
 /// Random bytes in a cookie token and in a CSRF token.
 const TOKEN_BYTES: usize = 32;
 /// `last_seen_at` is written at most this often per session (µs), so reading pages does not
 /// write on every request.
 const TOUCH_AFTER_US: i64 = 60_000_000;
-
-/// A page waits at most this long for one Redis answer; short because the user waits.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
-/// Upper bound on one operation, reconnect attempts included, so a dead Redis never hangs a page.
-const OP_DEADLINE: Duration = Duration::from_secs(2);
-/// Upper bound on the initial connection, so a bad `redis_url` fails startup promptly.
-const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A live web session.
 #[derive(Debug, Clone)]
@@ -312,37 +303,14 @@ impl Stored {
 }
 
 struct RedisSessions {
-    client: Client,
-    config: ConnectionManagerConfig,
-    /// Replaced when a call times out; see `settle`. The generation tells concurrent callers
-    /// whether someone already replaced the connection they saw time out.
-    conn: Mutex<(u64, ConnectionManager)>,
+    conn: RedisConn,
     prefix: String,
 }
 
 impl RedisSessions {
     async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let shown = redact(url);
-        let client = Client::open(url).map_err(|e| anyhow!("invalid redis url {shown}: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            // One quick retry rides out a blip; more would only delay the answer.
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = tokio::time::timeout(
-            CONNECT_DEADLINE,
-            client.get_connection_manager_with_config(config.clone()),
-        )
-        .await
-        .map_err(|_| {
-            anyhow!("cannot connect to redis at {shown}: no answer within {CONNECT_DEADLINE:?}")
-        })?
-        .map_err(|e| anyhow!("cannot connect to redis at {shown}: {e}"))?;
         Ok(Self {
-            client,
-            config,
-            conn: Mutex::new((0, conn)),
+            conn: RedisConn::connect(url, "session").await?,
             prefix: prefix.to_owned(),
         })
     }
@@ -466,9 +434,10 @@ impl RedisSessions {
     }
 
     async fn run<T: FromRedisValue>(&self, op: &str, cmd: &redis::Cmd) -> anyhow::Result<T> {
-        let (generation, mut conn) = self.current();
-        let result = tokio::time::timeout(OP_DEADLINE, cmd.query_async(&mut conn)).await;
-        self.settle(generation, op, result)
+        self.conn
+            .call(op, |mut c| async move { cmd.query_async(&mut c).await })
+            .await
+            .map_err(|e| anyhow!(e))
     }
 
     async fn run_pipe<T: FromRedisValue>(
@@ -476,52 +445,10 @@ impl RedisSessions {
         op: &str,
         pipe: &redis::Pipeline,
     ) -> anyhow::Result<T> {
-        let (generation, mut conn) = self.current();
-        let result = tokio::time::timeout(OP_DEADLINE, pipe.query_async(&mut conn)).await;
-        self.settle(generation, op, result)
-    }
-
-    fn current(&self) -> (u64, ConnectionManager) {
-        // The guarded pair is replaced whole, so a poisoned lock still holds a usable value.
         self.conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Turns a call's outcome into the caller's answer, replacing the connection after a timeout.
-    ///
-    /// The ConnectionManager reconnects by itself only when the connection reports an error;
-    /// a connection that merely stops answering would time out forever, so a timeout gets a
-    /// fresh manager.
-    fn settle<T>(
-        &self,
-        generation: u64,
-        op: &str,
-        result: Result<RedisResult<T>, Elapsed>,
-    ) -> anyhow::Result<T> {
-        let reason = match result {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e)) if e.is_timeout() => format!("redis session {op} timed out: {e}"),
-            Ok(Err(e)) => anyhow::bail!("redis session {op} failed: {e}"),
-            Err(_) => format!("redis session {op} got no answer within {OP_DEADLINE:?}"),
-        };
-        self.replace_connection(generation);
-        Err(anyhow!(reason))
-    }
-
-    fn replace_connection(&self, generation: u64) {
-        let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.0 != generation {
-            return;
-        }
-        // Lazy: connecting here would hold the lock across a network wait; the next call connects.
-        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
-            Ok(fresh) => *slot = (generation.wrapping_add(1), fresh),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot replace the stalled redis session connection")
-            }
-        }
+            .call(op, |mut c| async move { pipe.query_async(&mut c).await })
+            .await
+            .map_err(|e| anyhow!(e))
     }
 }
 
@@ -533,14 +460,4 @@ fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
-}
-
-/// A Redis URL for messages: scheme and host only (user, password and query dropped).
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparsable redis url>".to_owned();
-    };
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://{host}")
 }
