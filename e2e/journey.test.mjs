@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import {
   ADMIN,
   PHONE,
+  assertNoProblems,
   assertNoReload,
   expectCount,
   expectPage,
@@ -126,6 +127,8 @@ test('register, order, sign out; the admin approves and the customer sees it liv
   assert.equal(await events.count(), eventsBefore + 1, 'one new timeline entry for the approval');
   assert.match((await texts(events)).at(-1), /approv/i);
   await screenshot(customer.page, 'order-detail');
+
+  for (const p of [customer.page, admin.page, phone.page]) assertNoProblems(p);
 
   const seconds = (performance.now() - started) / 1000;
   assert.ok(seconds < 60, `the journey took ${seconds.toFixed(1)} s (limit 60 s)`);

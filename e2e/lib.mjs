@@ -55,7 +55,20 @@ export async function newPage(browser, { viewport = DESKTOP, clientIp, storageSt
   context.setDefaultTimeout(10_000);
   context.setDefaultNavigationTimeout(15_000);
   const page = await context.newPage();
+  // Script errors and Content-Security-Policy violations: every page must be free of both.
+  page.problems = [];
+  page.on('pageerror', (e) => page.problems.push(`script error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (40[134]|409|422|429)/.test(m.text())) {
+      page.problems.push(`console error: ${m.text()}`);
+    }
+  });
   return { context, page };
+}
+
+/** Fails on any script error or CSP violation the page reported since it was opened. */
+export function assertNoProblems(page) {
+  assert.deepEqual(page.problems, [], 'the page reported script errors or CSP violations');
 }
 
 /** Saves a full-page PNG of the current page as docs/screenshots/<name>.png. */
