@@ -270,6 +270,9 @@ pub async fn export(
         Ok::<_, std::io::Error>(axum::body::Bytes::from(header_row))
     })
     .chain_pages(pages);
+    // Fused: a compressing layer reads the body through a reader that polls again after the
+    // end, and a finished `unfold` panics when polled.
+    let body = futures_util::StreamExt::fuse(body);
     let filename = format!("orders-{}.csv", &Timestamp::now().to_rfc3339()[..10]);
     let mut res = Body::from_stream(body).into_response();
     let h = res.headers_mut();

@@ -143,12 +143,9 @@ struct Table {
     username: String,
 }
 
-async fn table_of(
-    state: &AppState,
-    ctx: &Ctx,
-    u: &WebUser,
-    q: &DashQuery,
-) -> Result<Table, WebError> {
+/// The filters as the table uses them: a known status or `all`, the username trimmed to 20
+/// characters, and the query string that repeats them in links.
+fn filters(q: &DashQuery) -> (&str, String, String) {
     let status = match q.status.as_deref() {
         Some(s) if s.parse::<shopkeep_domain::orders::Status>().is_ok() => s,
         _ => "all",
@@ -161,6 +158,20 @@ async fn table_of(
         .chars()
         .take(20)
         .collect();
+    let mut query = format!("status={status}");
+    if !username.is_empty() {
+        let _ = write!(query, "&username={}", enc(&username));
+    }
+    (status, username, query)
+}
+
+async fn table_of(
+    state: &AppState,
+    ctx: &Ctx,
+    u: &WebUser,
+    q: &DashQuery,
+) -> Result<Table, WebError> {
+    let (status, username, query) = filters(q);
     let filter_in = AdminFilterIn {
         status: Some(status.to_string()),
         username: Some(username.clone()).filter(|u| !u.is_empty()),
@@ -182,10 +193,6 @@ async fn table_of(
     .map_err(ApiError::from)?;
     let p = order_page(rows, limit, counts);
     let orders = views(state, scope, &p.items).await?;
-    let mut query = format!("status={status}");
-    if !username.is_empty() {
-        let _ = write!(query, "&username={}", enc(&username));
-    }
     Ok(Table {
         tabs: tabs(ctx.tr, &p.counts, status, "/dashboard"),
         orders,
@@ -262,10 +269,8 @@ pub async fn table(
 ) -> WebResult {
     let u = ctx.admin()?;
     if !ctx.htmx {
-        let mut to = String::from("/dashboard?");
-        let t = table_of(&state, &ctx, u, &q).await?;
-        to.push_str(&t.query);
-        return Ok(redirect(&ctx, &to));
+        // A browser without htmx (or a bookmark) gets the whole page with the same filters.
+        return Ok(redirect(&ctx, &format!("/dashboard?{}", filters(&q).2)));
     }
     let t = table_of(&state, &ctx, u, &q).await?;
     render(

@@ -33,6 +33,7 @@ both_engines!(
     an_htmx_request_without_a_session_is_sent_to_sign_in_in_a_way_htmx_follows,
     with_redis_every_instance_sees_the_same_sessions,
     secure_cookies_use_the_host_prefix,
+    the_csv_export_is_whole_when_compressed,
 );
 
 /// The session cookie's name without `http.secure_cookies`.
@@ -1614,4 +1615,31 @@ async fn secure_cookies_use_the_host_prefix(engine: Engine) {
         plain.headers().contains_key(header::SET_COOKIE),
         "a new session was started"
     );
+}
+
+async fn the_csv_export_is_whole_when_compressed(engine: Engine) {
+    // Browsers ask for gzip; the compressing layer used to poll the finished export stream
+    // again, which panicked and cut the download off.
+    let (app, admin) = spawn_with_admin(engine).await;
+    let admin_browser = sign_in(&app, "root").await;
+    let customer = customer(&app, "gzip0001").await;
+    for i in 0..3 {
+        place(&customer, &format!("poster {i}"), "").await;
+    }
+    for (path, auth) in [
+        ("/api/v1/admin/orders/export.csv", Some(admin.as_str())),
+        ("/dashboard/export.csv", None),
+    ] {
+        let mut rb = match auth {
+            Some(token) => app.client.get(app.url(path)).bearer_auth(token),
+            None => admin_browser.request(Method::GET, path),
+        };
+        rb = rb.header(header::ACCEPT_ENCODING, "gzip");
+        let res = rb.send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip", "{path}");
+        let body = res.bytes().await.expect("the whole body arrives");
+        assert_eq!(&body[..2], &[0x1f, 0x8b], "{path}: a gzip stream");
+        assert!(body.len() > 100, "{path}: {} bytes", body.len());
+    }
 }
