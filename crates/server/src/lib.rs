@@ -180,7 +180,7 @@ async fn not_found(
         .iter()
         .any(|p| uri.path().starts_with(p));
     if wants_html && !api_path && method == Method::GET {
-        return web::not_found_page(rid.map(|r| r.0.0).unwrap_or_default()).await;
+        return web::not_found_page(rid.map(|r| r.0.0).unwrap_or_default());
     }
     ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
 }

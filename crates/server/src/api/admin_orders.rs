@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::orders::{OrderPage, page, page_params};
+use super::orders::{OrderPage, load_page, page_params};
 use crate::auth::Principal;
 use crate::extract::ApiQuery;
 use crate::{ApiError, AppState, FieldError, Problem};
@@ -128,11 +128,9 @@ pub async fn list(
     let (status, limit, before) = page_params(q.status.as_deref(), q.limit, q.cursor.as_deref())?;
     let mut filter = filter_of(&q)?;
     filter.status = status;
-    let (rows, counts) = tokio::try_join!(
-        store::list(&state.db, p.scope, &filter, before, limit + 1),
-        store::counts(&state.db, p.scope, &filter)
-    )?;
-    Ok(Json(page(rows, limit, counts)))
+    Ok(Json(
+        load_page(&state, p.scope, &filter, before, limit).await?,
+    ))
 }
 
 /// Columns of the export, in order.

@@ -18,6 +18,7 @@ use shopkeep_domain::accounts::Scope;
 use shopkeep_domain::orders::{self as rules, Action, Status};
 use shopkeep_domain::{Invalid, Timestamp, UserId, cursor};
 use shopkeep_jobs::{Enqueue, builtin};
+use shopkeep_store::ShopScope;
 use shopkeep_store::orders::{
     self as store, Change, Created, Filter, FullOrder, IdempotencyKey, ItemRow, NewItem, NewOrder,
     OrderRow, Transition,
@@ -646,11 +647,25 @@ pub async fn list(
         status,
         ..Filter::default()
     };
+    Ok(Json(
+        load_page(&state, p.scope, &filter, before, limit).await?,
+    ))
+}
+
+/// A page of orders matching `filter` (newest first, `limit` rows after `before`) with the counts
+/// per status; the API's lists and the web pages' tables share it.
+pub(crate) async fn load_page(
+    state: &AppState,
+    scope: ShopScope,
+    filter: &Filter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<OrderPage, ApiError> {
     let (rows, counts) = tokio::try_join!(
-        store::list(&state.db, p.scope, &filter, before, limit + 1),
-        store::counts(&state.db, p.scope, &filter)
+        store::list(&state.db, scope, filter, before, limit + 1),
+        store::counts(&state.db, scope, filter)
     )?;
-    Ok(Json(page(rows, limit, counts)))
+    Ok(page(rows, limit, counts))
 }
 
 /// An optional reason.

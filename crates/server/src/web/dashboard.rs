@@ -9,15 +9,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use shopkeep_domain::orders::Action;
-use shopkeep_store::orders as store;
 
 use super::i18n::Tr;
 use super::orders::{OrderView, RowKind, Tab, cells_response, tabs, views};
 use super::{Ctx, Flash, Layout, WebError, WebResult, WebUser, redirect, render};
+use crate::AppState;
 use crate::api::admin_orders::{AdminFilterIn, StatsOut, compute_stats, filter_of};
-use crate::api::orders::{decide, order_out, page as order_page, page_params, parse_id, visible};
+use crate::api::orders::{decide, load_page, order_out, page_params, parse_id, visible};
 use crate::extract::ApiQuery;
-use crate::{ApiError, AppState};
 
 /// The four cards.
 #[derive(Debug)]
@@ -186,12 +185,7 @@ async fn table_of(
     let mut filter = filter_of(&filter_in)?;
     filter.status = filter_status;
     let scope = u.principal.scope;
-    let (rows, counts) = tokio::try_join!(
-        store::list(&state.db, scope, &filter, before, limit + 1),
-        store::counts(&state.db, scope, &filter)
-    )
-    .map_err(ApiError::from)?;
-    let p = order_page(rows, limit, counts);
+    let p = load_page(state, scope, &filter, before, limit).await?;
     let orders = views(state, scope, &p.items).await?;
     Ok(Table {
         tabs: tabs(ctx.tr, &p.counts, status, "/dashboard"),

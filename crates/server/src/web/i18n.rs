@@ -15,11 +15,6 @@ impl Default for Tr {
 }
 
 impl Tr {
-    /// The translator for a locale such as `en` or `de-AT`; unknown ones fall back to English.
-    pub fn for_locale(_locale: &str) -> Self {
-        Self::default()
-    }
-
     /// The page's `lang` attribute.
     pub fn lang(&self) -> &'static str {
         self.lang

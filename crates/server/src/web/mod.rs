@@ -444,7 +444,7 @@ fn error_page(ctx: &Ctx, f: &Failure) -> Response {
 }
 
 /// The 404 page for an unknown address asked for by a browser (no session is started).
-pub async fn not_found_page(request_id: String) -> Response {
+pub fn not_found_page(request_id: String) -> Response {
     let ctx = bare_ctx(request_id, false);
     let mut r = error_page(
         &ctx,

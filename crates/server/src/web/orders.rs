@@ -20,7 +20,9 @@ use uuid::Uuid;
 
 use super::i18n::Tr;
 use super::{Ctx, Flash, Layout, WebError, WebResult, WebUser, redirect, render};
-use crate::api::orders::{OrderIn, OrderOut, decide, page, page_params, parse_id, place, visible};
+use crate::api::orders::{
+    OrderIn, OrderOut, decide, load_page, page, page_params, parse_id, place, visible,
+};
 use crate::crypto::random_token;
 use crate::{ApiError, AppState};
 
@@ -176,12 +178,7 @@ pub async fn list(
         ..Filter::default()
     };
     let scope = u.principal.scope;
-    let (rows, counts) = tokio::try_join!(
-        store::list(&state.db, scope, &filter, before, limit + 1),
-        store::counts(&state.db, scope, &filter)
-    )
-    .map_err(ApiError::from)?;
-    let p = page(rows, limit, counts);
+    let p = load_page(&state, scope, &filter, before, limit).await?;
     let orders = views(&state, scope, &p.items).await?;
     let l = ctx.layout(&state, ctx.tr.t("orders.title"), "orders").await;
     render(
@@ -283,13 +280,14 @@ pub async fn create(
         notes: fields.notes.chars().take(1100).collect(),
         ..NewOrderForm::default()
     };
+    // Text that is not a whole number goes in as 0, which the order rules refuse with the other
+    // fields' errors; its message then says what was wrong.
+    let not_whole =
+        !fields.quantity.trim().is_empty() && fields.quantity.trim().parse::<i64>().is_err();
     let quantity = match fields.quantity.trim().parse::<i64>() {
         Ok(q) => Some(q),
-        Err(_) if fields.quantity.trim().is_empty() => None,
-        Err(_) => {
-            form.quantity_error = tr.t("new.quantity_whole").to_string();
-            Some(0)
-        }
+        Err(_) if not_whole => Some(0),
+        Err(_) => None,
     };
     let body = OrderIn {
         item_name: Some(fields.item_name.clone()),
@@ -302,12 +300,7 @@ pub async fn create(
             && k.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     });
-    let result = if form.quantity_error.is_empty() {
-        place(&state, &u.principal, &ctx.request_id, &body, key, "web").await
-    } else {
-        Err(ApiError::validation(Vec::new()))
-    };
-    match result {
+    match place(&state, &u.principal, &ctx.request_id, &body, key, "web").await {
         Ok((order, _replayed)) => {
             let flash = Flash {
                 link: Some((
@@ -336,6 +329,9 @@ pub async fn create(
                     tr.field_error(&fe.field.replace("items[0].", ""), &fe.code, &fe.message);
                 match fe.field.as_str() {
                     "body.item_name" | "body.items[0].item_name" => form.item_name_error = text,
+                    "body.quantity" | "body.items[0].quantity" if not_whole => {
+                        form.quantity_error = tr.t("new.quantity_whole").to_string();
+                    }
                     "body.quantity" | "body.items[0].quantity" => form.quantity_error = text,
                     "body.notes" => form.notes_error = text,
                     // A reused key means this form was already sent with other values: a new key.
