@@ -29,6 +29,28 @@ pub struct SessionRow {
     pub last_seen_at: i64,
 }
 
+/// `last_seen_at` is written at most this often per session (µs), so reading pages does not
+/// write on every request.
+pub const TOUCH_AFTER_US: i64 = 60_000_000;
+
+impl SessionRow {
+    /// Idle longer than [`IDLE_US`] or older than [`ABSOLUTE_US`] at `now`.
+    pub fn expired(&self, now: i64) -> bool {
+        now - self.last_seen_at > IDLE_US || now - self.created_at > ABSOLUTE_US
+    }
+
+    /// Due for a sliding refresh of `last_seen_at`.
+    pub fn stale(&self, now: i64) -> bool {
+        now - self.last_seen_at > TOUCH_AFTER_US
+    }
+
+    /// Milliseconds until the session ends at `now` (idle or absolute, whichever is first); ≥ 1.
+    pub fn ttl_ms(&self, now: i64) -> i64 {
+        let left = (self.last_seen_at + IDLE_US).min(self.created_at + ABSOLUTE_US) - now;
+        (left / 1000).max(1)
+    }
+}
+
 const COLUMNS: &str = "token_hash, user_id, shop_id, csrf, flash, created_at, last_seen_at";
 const INSERT: &str = "INSERT INTO web_sessions \
      (token_hash, user_id, shop_id, csrf, flash, created_at, last_seen_at) \

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::FromRedisValue;
 use serde::{Deserialize, Serialize};
 use shopkeep_store::Db;
-use shopkeep_store::sessions::{self as store, SessionRow};
+use shopkeep_store::sessions as store;
 pub use shopkeep_store::sessions::{ABSOLUTE_US, IDLE_US};
 use uuid::Uuid;
 
@@ -24,84 +24,22 @@ use crate::redis_conn::RedisConn;
 
 /// Random bytes in a cookie token and in a CSRF token.
 const TOKEN_BYTES: usize = 32;
-/// `last_seen_at` is written at most this often per session (µs), so reading pages does not
-/// write on every request.
-const TOUCH_AFTER_US: i64 = 60_000_000;
+/// A live web session: the stored record (its expiry rules live with it in the store).
+pub use shopkeep_store::sessions::SessionRow as Session;
 
-/// A live web session.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// SHA-256 of the cookie token.
-    pub token_hash: Vec<u8>,
-    /// The signed-in user; `None` for a visitor who has not signed in.
-    pub user_id: Option<Uuid>,
-    /// The shop the user signed in to.
-    pub shop_id: Option<Uuid>,
-    /// CSRF token: 32 random bytes, base64url without padding.
-    pub csrf: String,
-    /// A one-time message for the next page.
-    pub flash: Option<String>,
-    /// Microseconds.
-    pub created_at: i64,
-    /// Microseconds; the last request that refreshed the session.
-    pub last_seen_at: i64,
-}
-
-impl Session {
-    /// A new session and its cookie token.
-    fn fresh(user: Option<(Uuid, Uuid)>, now: i64) -> (String, Session) {
-        let token = random_token(TOKEN_BYTES);
-        let session = Session {
-            token_hash: sha256(token.as_bytes()),
-            user_id: user.map(|(u, _)| u),
-            shop_id: user.map(|(_, s)| s),
-            csrf: random_token(TOKEN_BYTES),
-            flash: None,
-            created_at: now,
-            last_seen_at: now,
-        };
-        (token, session)
-    }
-
-    fn expired(&self, now: i64) -> bool {
-        now - self.last_seen_at > IDLE_US || now - self.created_at > ABSOLUTE_US
-    }
-
-    fn stale(&self, now: i64) -> bool {
-        now - self.last_seen_at > TOUCH_AFTER_US
-    }
-
-    /// Milliseconds until the session ends at `now` (idle or absolute, whichever is first); ≥ 1.
-    fn ttl_ms(&self, now: i64) -> i64 {
-        let left = (self.last_seen_at + IDLE_US).min(self.created_at + ABSOLUTE_US) - now;
-        (left / 1000).max(1)
-    }
-
-    fn to_row(&self) -> SessionRow {
-        SessionRow {
-            token_hash: self.token_hash.clone(),
-            user_id: self.user_id,
-            shop_id: self.shop_id,
-            csrf: self.csrf.clone(),
-            flash: self.flash.clone(),
-            created_at: self.created_at,
-            last_seen_at: self.last_seen_at,
-        }
-    }
-}
-
-impl From<SessionRow> for Session {
-    fn from(r: SessionRow) -> Self {
-        Session {
-            token_hash: r.token_hash,
-            user_id: r.user_id,
-            shop_id: r.shop_id,
-            csrf: r.csrf,
-            flash: r.flash,
-            created_at: r.created_at,
-            last_seen_at: r.last_seen_at,
-        }
-    }
+/// A new session and its cookie token.
+fn fresh(user: Option<(Uuid, Uuid)>, now: i64) -> (String, Session) {
+    let token = random_token(TOKEN_BYTES);
+    let session = Session {
+        token_hash: sha256(token.as_bytes()),
+        user_id: user.map(|(u, _)| u),
+        shop_id: user.map(|(_, s)| s),
+        csrf: random_token(TOKEN_BYTES),
+        flash: None,
+        created_at: now,
+        last_seen_at: now,
+    };
+    (token, session)
 }
 
 /// The hash a cookie token is stored under, or `None` when it cannot be one of ours.
@@ -155,9 +93,9 @@ impl SessionStore {
         user: Option<(Uuid, Uuid)>,
         now: i64,
     ) -> anyhow::Result<(String, Session)> {
-        let (token, session) = Session::fresh(user, now);
+        let (token, session) = fresh(user, now);
         match &self.backend {
-            Backend::Database(db) => store::insert(db, &session.to_row())
+            Backend::Database(db) => store::insert(db, &session)
                 .await
                 .context("storing a new web session")?,
             Backend::Redis(r) => r.put(None, &session, now).await?,
@@ -173,14 +111,7 @@ impl SessionStore {
         let Some(hash) = token_hash(token) else {
             return Ok(None);
         };
-        let found = match &self.backend {
-            Backend::Database(db) => store::get(db, &hash)
-                .await
-                .context("reading a web session")?
-                .map(Session::from),
-            Backend::Redis(r) => r.get(&hash).await?,
-        };
-        let Some(mut session) = found else {
+        let Some(mut session) = self.get(&hash).await? else {
             return Ok(None);
         };
         if session.expired(now) {
@@ -204,14 +135,16 @@ impl SessionStore {
     /// True while `s` still exists and has not expired; reads only (no sliding), so a page that
     /// merely stays open does not keep its session alive. Long-lived streams check with it.
     pub async fn alive(&self, s: &Session, now: i64) -> anyhow::Result<bool> {
-        let found = match &self.backend {
-            Backend::Database(db) => store::get(db, &s.token_hash)
-                .await
-                .context("reading a web session")?
-                .map(Session::from),
-            Backend::Redis(r) => r.get(&s.token_hash).await?,
-        };
+        let found = self.get(&s.token_hash).await?;
         Ok(found.is_some_and(|f| !f.expired(now) && f.user_id == s.user_id))
+    }
+
+    /// The stored record under a token hash, expired or not.
+    async fn get(&self, hash: &[u8]) -> anyhow::Result<Option<Session>> {
+        match &self.backend {
+            Backend::Database(db) => store::get(db, hash).await.context("reading a web session"),
+            Backend::Redis(r) => r.get(hash).await,
+        }
     }
 
     /// Signing in: destroys `old` (if any) and creates a new signed-in session with a new token,
@@ -223,11 +156,11 @@ impl SessionStore {
         shop: Uuid,
         now: i64,
     ) -> anyhow::Result<(String, Session)> {
-        let (token, mut session) = Session::fresh(Some((user, shop)), now);
+        let (token, mut session) = fresh(Some((user, shop)), now);
         session.flash = old.and_then(|o| o.flash.clone());
         match &self.backend {
             Backend::Database(db) => {
-                store::replace(db, old.map(|o| o.token_hash.as_slice()), &session.to_row())
+                store::replace(db, old.map(|o| o.token_hash.as_slice()), &session)
                     .await
                     .context("replacing a web session at sign-in")?
             }
