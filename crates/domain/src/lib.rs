@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod cursor;
 pub mod ids;
+pub mod jwt;
 pub mod orders;
 pub mod secret;
 pub mod time;

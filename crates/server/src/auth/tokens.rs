@@ -1,8 +1,10 @@
 //! Access tokens (EdDSA JWT with `kid`) and opaque refresh tokens.
 
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
 use shopkeep_domain::accounts::Scope;
+use shopkeep_domain::jwt;
+pub use shopkeep_domain::jwt::TokenError;
 use shopkeep_domain::{ShopId, Timestamp, UserId};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -37,17 +39,6 @@ pub struct Claims {
     pub jti: Uuid,
     /// The login (refresh family) this token belongs to; logout revokes it.
     pub sid: Uuid,
-}
-
-/// Why a token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
-    /// Malformed, wrong signature, unknown key, wrong issuer or audience.
-    Invalid,
-    /// Past `exp`.
-    Expired,
-    /// Logged out.
-    Revoked,
 }
 
 /// A token pair as issued to a client.
@@ -103,7 +94,7 @@ impl AuthService {
         let (kid, key) = self.keys.signing_key();
         let header = Header {
             kid: Some(kid),
-            ..Header::new(Algorithm::EdDSA)
+            ..Header::new(jwt::ALGORITHM)
         };
         Ok((jsonwebtoken::encode(&header, &claims, &key)?, claims))
     }
@@ -150,7 +141,7 @@ impl AuthService {
     pub async fn verify_access(&self, token: &str) -> Result<Claims, TokenError> {
         let now = Timestamp::now().unix_seconds();
         if let Some(claims) = self.verified.get(token) {
-            if claims.exp + 5 < now {
+            if claims.exp + (jwt::LEEWAY_SECS as i64) < now {
                 return Err(TokenError::Expired);
             }
             if self.revoked.is_revoked(&claims.jti) {
@@ -167,27 +158,13 @@ impl AuthService {
     }
 
     async fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(TokenError::Invalid);
-        }
-        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let kid = jwt::key_id(token)?;
         let key = self
             .keys
             .verifying_key(&kid)
             .await
             .ok_or(TokenError::Invalid)?;
-        let mut v = Validation::new(Algorithm::EdDSA);
-        v.set_issuer(&[&self.opts.issuer]);
-        v.set_audience(&[&self.opts.audience]);
-        v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        v.validate_nbf = true;
-        v.leeway = 5;
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })?;
-        Ok(data.claims)
+        jwt::decode(token, &key, &self.opts.issuer, &self.opts.audience)
     }
 }
 
