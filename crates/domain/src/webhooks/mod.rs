@@ -13,6 +13,7 @@ use sha2::Sha256;
 
 mod endpoint;
 mod events;
+pub mod payload;
 pub mod printify;
 pub mod shopify;
 mod ssrf;

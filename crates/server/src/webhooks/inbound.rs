@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde::Serialize;
+use shopkeep_domain::webhooks::payload::text_field;
 use shopkeep_domain::webhooks::{SignatureError, printify, shopify, standard, stripe};
 use shopkeep_domain::{ShopId, Timestamp};
 use shopkeep_store::webhooks::{self as store, Integration, NewReceipt, Stored};
@@ -91,18 +92,6 @@ fn integration_secrets(svc: &WebhookService, i: &Integration) -> Result<Vec<Stri
         .flatten()
         .map(|s| svc.open(s, &aad).map_err(ApiError::internal))
         .collect()
-}
-
-fn text_field(v: &serde_json::Value, path: &[&str]) -> Option<String> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    match cur {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// What a verified webhook says about itself.

@@ -5,6 +5,7 @@
 //! receipt.
 
 use serde::Deserialize;
+use shopkeep_domain::webhooks::payload::{self, CustomerRequest, ShopifyOrder};
 use shopkeep_domain::{ShopId, Timestamp};
 use shopkeep_jobs::{JobContext, JobError, JobResult};
 use shopkeep_store::audit::{self, AuditEntry};
@@ -118,41 +119,6 @@ async fn run(db: &Db, scope: ShopScope, r: &Receipt) -> JobResult {
     }
 }
 
-/// The parts of a Shopify order shopkeep keeps (no customer details).
-#[derive(Debug, Deserialize)]
-struct ShopifyOrder {
-    id: i64,
-    currency: Option<String>,
-    total_price: Option<String>,
-    #[serde(default)]
-    line_items: Vec<ShopifyLine>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ShopifyLine {
-    title: Option<String>,
-    name: Option<String>,
-    quantity: i64,
-    price: Option<String>,
-    product_id: Option<i64>,
-    variant_id: Option<i64>,
-}
-
-/// A compliance request about a customer.
-#[derive(Debug, Deserialize)]
-struct CustomerRequest {
-    customer: Option<CustomerRef>,
-    #[serde(default)]
-    orders_requested: Vec<i64>,
-    #[serde(default)]
-    orders_to_redact: Vec<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CustomerRef {
-    id: Option<i64>,
-}
-
 async fn held_orders(db: &Db, scope: ShopScope, ids: &[i64]) -> Result<usize, StoreError> {
     let mut n = 0;
     for id in ids {
@@ -167,50 +133,30 @@ async fn held_orders(db: &Db, scope: ShopScope, ids: &[i64]) -> Result<usize, St
 }
 
 async fn shopify_order(db: &Db, scope: ShopScope, o: ShopifyOrder) -> JobResult {
-    let currency = o
-        .currency
-        .as_deref()
-        .map(str::to_ascii_uppercase)
-        .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()));
-    let mut items = Vec::new();
-    for l in &o.line_items {
-        let name: String = l
-            .title
-            .as_deref()
-            .or(l.name.as_deref())
-            .unwrap_or("item")
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(255)
-            .collect();
-        let name = if name.trim().is_empty() {
-            "item".to_string()
-        } else {
-            name.trim().to_string()
-        };
-        items.push(NewItem {
-            item_name: name,
-            quantity: i32::try_from(l.quantity.clamp(1, i64::from(i32::MAX))).unwrap_or(1),
-            product_ref: l.product_id.map(|p| p.to_string()),
-            variant_ref: l.variant_id.map(|v| v.to_string()),
-            unit_price_minor: currency
-                .as_deref()
-                .and_then(|c| l.price.as_deref().and_then(|p| minor_units(p, c))),
-            currency: currency.clone(),
-        });
-    }
-    if items.is_empty() {
+    let imported = payload::shopify_order(&o);
+    if imported.lines.is_empty() {
         return Err(JobError::fatal("the Shopify order has no line items"));
     }
+    let currency = imported.currency;
+    let items = imported
+        .lines
+        .into_iter()
+        .map(|l| NewItem {
+            item_name: l.item_name,
+            quantity: l.quantity,
+            product_ref: l.product_ref,
+            variant_ref: l.variant_ref,
+            unit_price_minor: l.unit_price_minor,
+            currency: currency.clone(),
+        })
+        .collect();
     let order = NewOrder {
         customer: None,
         notes: None,
         source: "shopify",
-        external_id: Some(o.id.to_string()),
+        external_id: Some(imported.external_id),
         items,
-        total_minor: currency
-            .as_deref()
-            .and_then(|c| o.total_price.as_deref().and_then(|p| minor_units(p, c))),
+        total_minor: imported.total_minor,
         currency,
         customer_username: None,
         actor_username: None,
@@ -223,62 +169,5 @@ async fn shopify_order(db: &Db, scope: ShopScope, o: ShopifyOrder) -> JobResult 
             serde_json::json!({ "external_id": o.id, "created": false }),
         )),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Digits after the decimal point of a currency's minor unit (ISO 4217).
-fn exponent(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
-}
-
-/// `"19.99"` in `USD` -> 1999; `None` for anything that is not a plain non-negative decimal with
-/// at most the currency's digits.
-pub fn minor_units(price: &str, currency: &str) -> Option<i64> {
-    let e = exponent(currency);
-    let (whole, frac) = price.trim().split_once('.').unwrap_or((price.trim(), ""));
-    if whole.is_empty()
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let frac = frac.trim_end_matches('0');
-    if frac.len() > e as usize {
-        return None;
-    }
-    let scale = 10_i64.checked_pow(e)?;
-    let w: i64 = whole.parse().ok()?;
-    let f: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<width$}", width = e as usize)
-            .parse()
-            .ok()?
-    };
-    w.checked_mul(scale)?.checked_add(f)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::minor_units;
-
-    #[test]
-    fn prices_become_minor_units_by_the_currency_exponent() {
-        assert_eq!(minor_units("19.99", "USD"), Some(1999));
-        assert_eq!(minor_units("19.9", "USD"), Some(1990));
-        assert_eq!(minor_units("20", "USD"), Some(2000));
-        assert_eq!(minor_units("20.00", "EUR"), Some(2000));
-        assert_eq!(minor_units("1500", "JPY"), Some(1500));
-        assert_eq!(minor_units("1.234", "KWD"), Some(1234));
-        assert_eq!(minor_units("1.234", "USD"), None);
-        assert_eq!(minor_units("-1.00", "USD"), None);
-        assert_eq!(minor_units("abc", "USD"), None);
-        assert_eq!(minor_units("", "USD"), None);
-        assert_eq!(minor_units("99999999999999999999", "USD"), None);
     }
 }
