@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod cursor;
+pub mod export;
 pub mod ids;
 pub mod jwt;
 pub mod orders;

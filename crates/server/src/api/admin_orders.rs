@@ -8,9 +8,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use shopkeep_domain::Timestamp;
 use shopkeep_domain::accounts::{Scope, fold};
 use shopkeep_domain::time::MICROS_PER_DAY;
+use shopkeep_domain::{Timestamp, export};
 use shopkeep_store::ShopScope;
 use shopkeep_store::orders::{self as store, Filter, ItemRow, OrderRow};
 use utoipa::{IntoParams, ToSchema};
@@ -153,15 +153,6 @@ pub const CSV_HEADER: [&str; 16] = [
     "reason",
 ];
 
-/// Spreadsheets run cells starting with these as formulas; such cells get a leading `'`.
-fn neutralise(cell: String) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell
-    }
-}
-
 fn csv_row(o: &OrderRow, items: &[&ItemRow]) -> Vec<String> {
     let t = |v: Option<i64>| v.map(|x| Timestamp(x).to_rfc3339()).unwrap_or_default();
     let s = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -189,7 +180,7 @@ fn csv_row(o: &OrderRow, items: &[&ItemRow]) -> Vec<String> {
         s(&o.reason),
     ]
     .into_iter()
-    .map(neutralise)
+    .map(export::neutralise)
     .collect()
 }
 
@@ -222,7 +213,7 @@ pub async fn export(
     filter.status = status;
     let scope = p.scope;
     let db = state.db.clone();
-    let header_row = csv_bytes(&CSV_HEADER.map(str::to_string));
+    let header_row = export::record(&CSV_HEADER.map(str::to_string));
     // State: (cursor, finished). The header goes out first, then one chunk per page.
     let pages = futures_util::stream::unfold((None::<Uuid>, false), move |(before, done)| {
         let (db, filter) = (db.clone(), filter.clone());
@@ -251,7 +242,7 @@ pub async fn export(
             }
             let mut chunk = Vec::new();
             for o in &rows {
-                chunk.extend(csv_bytes(&csv_row(
+                chunk.extend(export::record(&csv_row(
                     o,
                     by_order.get(&o.id).map_or(&[][..], Vec::as_slice),
                 )));
@@ -296,15 +287,6 @@ trait ChainPages: futures_util::Stream + Sized {
 }
 
 impl<T: futures_util::Stream> ChainPages for T {}
-
-fn csv_bytes(fields: &[String]) -> Vec<u8> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    // Writing to a Vec cannot fail.
-    let _ = w.write_record(fields);
-    w.into_inner().unwrap_or_default()
-}
 
 /// Orders created on one UTC day.
 #[derive(Debug, Serialize, ToSchema)]
