@@ -405,5 +405,73 @@ mod tests {
             let rule = (4..=20).contains(&s.chars().count()) && s.bytes().all(|b| b.is_ascii_alphanumeric());
             prop_assert_eq!(ok, rule);
         }
+
+        #[test]
+        fn accepted_passwords_have_8_to_128_characters_and_longer_ones_are_refused(s in "\\PC{0,140}") {
+            match NewPassword::parse("password", &s, &["alice"]) {
+                Ok(p) => {
+                    prop_assert_eq!(p.expose(), s.as_str());
+                    prop_assert!((8..=128).contains(&s.chars().count()));
+                    prop_assert!(password_strength(&s, &["alice"]) >= 1);
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.field, "password");
+                    let n = s.chars().count();
+                    let want = if n < 8 { "too_short" } else if n > 128 { "too_long" } else { "too_weak" };
+                    prop_assert_eq!(e.code, want);
+                }
+            }
+        }
+
+        #[test]
+        fn accepted_emails_are_trimmed_one_at_and_a_dotted_domain(s in "\\PC{0,40}|[ a-z.@]{1,12}|[a-z]{1,250}@[a-z]{1,8}\\.[a-z]{2,3}") {
+            match parse_email("email", &s) {
+                Ok(e) => {
+                    prop_assert_eq!(e.as_str(), s.trim());
+                    prop_assert!(e.len() <= 254);
+                    prop_assert_eq!(e.matches('@').count(), 1);
+                    let (local, domain) = e.split_once('@').unwrap();
+                    prop_assert!(!local.is_empty() && domain.contains('.'));
+                    prop_assert!(!domain.starts_with('.') && !domain.ends_with('.'));
+                    prop_assert!(!e.chars().any(|c| c.is_whitespace() || c.is_control()));
+                }
+                Err(e) => prop_assert_eq!((e.field, e.code), ("email", "invalid")),
+            }
+        }
+
+        #[test]
+        fn over_long_emails_are_refused(local in "[a-z]{250,300}") {
+            let e = parse_email("email", &format!("{local}@example.com")).unwrap_err();
+            prop_assert_eq!(e.field, "email");
+        }
+
+        #[test]
+        fn locales_currencies_and_time_zones_accept_only_their_shapes(s in "\\PC{0,12}|[a-zA-Z-]{2,6}|[A-Za-z_/+-]{1,70}") {
+            match parse_locale("locale", &s) {
+                Ok(l) => {
+                    let (lang, region) = l.split_once('-').unwrap_or((&l, ""));
+                    prop_assert!((2..=3).contains(&lang.len()) && lang.bytes().all(|b| b.is_ascii_lowercase()));
+                    prop_assert!(region.is_empty() || (region.len() == 2 && region.bytes().all(|b| b.is_ascii_uppercase())));
+                }
+                Err(e) => prop_assert_eq!(e.field, "locale"),
+            }
+            match parse_currency("currency", &s) {
+                Ok(c) => prop_assert!(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())),
+                Err(e) => prop_assert_eq!(e.field, "currency"),
+            }
+            match parse_timezone("timezone", &s) {
+                Ok(t) => {
+                    prop_assert!(!t.is_empty() && t.len() <= 64);
+                    prop_assert!(t.split('/').all(|p| !p.is_empty()
+                        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-+".contains(&b))));
+                }
+                Err(e) => prop_assert_eq!(e.field, "timezone"),
+            }
+        }
+
+        #[test]
+        fn time_zones_over_64_characters_are_refused(s in "[A-Za-z]{65,100}") {
+            prop_assert_eq!(parse_timezone("timezone", &s).unwrap_err().field, "timezone");
+        }
     }
 }

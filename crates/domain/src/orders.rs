@@ -306,5 +306,55 @@ mod tests {
             let _ = parse_item_name("n", &s);
             let _ = parse_text("t", &s, 1000);
         }
+
+        #[test]
+        fn accepted_item_names_are_trimmed_bounded_and_printable(s in "\\PC{0,300}|[ \t\na-z\u{7}]{0,10}") {
+            match parse_item_name("item_name", &s) {
+                Ok(n) => {
+                    prop_assert_eq!(n.as_str(), s.trim());
+                    prop_assert!((1..=255).contains(&n.chars().count()));
+                    prop_assert!(!n.chars().any(char::is_control));
+                }
+                Err(e) => prop_assert_eq!(e.field, "item_name"),
+            }
+        }
+
+        #[test]
+        fn item_names_over_255_characters_are_refused_naming_the_field(s in "\\PC{256,300}") {
+            prop_assume!(s.trim().chars().count() > 255);
+            let e = parse_item_name("item_name", &s).unwrap_err();
+            prop_assert_eq!((e.field, e.code), ("item_name", "too_long"));
+        }
+
+        #[test]
+        fn quantities_are_accepted_exactly_from_1_to_100(q in any::<i64>(), small in -5_i64..110) {
+            for q in [q, small] {
+                match parse_quantity("quantity", q) {
+                    Ok(n) => prop_assert!((1..=100).contains(&n) && i64::from(n) == q),
+                    Err(e) => {
+                        prop_assert!(!(1..=100).contains(&q));
+                        prop_assert_eq!((e.field, e.code), ("quantity", "out_of_range"));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn accepted_text_is_trimmed_within_its_limit_and_over_it_is_refused(s in "\\PC{0,60}|[ \t\r\na\u{0}]{0,10}", max in 0_usize..40) {
+            match parse_text("notes", &s, max) {
+                Ok(None) => prop_assert!(s.trim().is_empty()),
+                Ok(Some(t)) => {
+                    prop_assert_eq!(t.as_str(), s.trim());
+                    prop_assert!(t.chars().count() <= max);
+                    prop_assert!(!t.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')));
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.field, "notes");
+                    if s.trim().chars().count() > max {
+                        prop_assert_eq!(e.code, "too_long");
+                    }
+                }
+            }
+        }
     }
 }

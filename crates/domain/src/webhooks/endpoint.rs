@@ -306,5 +306,35 @@ mod tests {
                 prop_assert!(url.host_str().is_some_and(|h| !h.is_empty()));
             }
         }
+
+        #[test]
+        fn urls_over_2048_characters_are_refused_naming_the_field(n in 2049_usize..2300) {
+            let s = format!("https://example.com/{}", "a".repeat(n - 20));
+            prop_assert_eq!((code(&s), parse_endpoint_url("url", &s).unwrap_err().field), ("too_long", "url"));
+        }
+
+        #[test]
+        fn accepted_custom_headers_keep_the_rules(h in proptest::collection::btree_map("[A-Za-z0-9 :_-]{0,70}", "\\PC{0,20}|[ -~]{0,1030}", 0..24)) {
+            match parse_custom_headers("headers", &h) {
+                Ok(()) => {
+                    prop_assert!(h.len() <= 20);
+                    for (name, value) in &h {
+                        prop_assert!((1..=64).contains(&name.len()) && name.bytes().all(is_tchar));
+                        prop_assert!(!is_reserved(&name.to_ascii_lowercase()));
+                        prop_assert!(value.len() <= 1024 && value.bytes().all(|b| (b' '..=b'~').contains(&b)));
+                    }
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    prop_assert!(errors.iter().all(|e| e.field == "headers"));
+                    if h.len() > 20 {
+                        prop_assert!(errors.iter().any(|e| e.code == "too_many"));
+                    }
+                    if h.values().any(|v| v.len() > 1024) {
+                        prop_assert!(errors.iter().any(|e| e.code == "header_value_too_long" || e.code == "invalid_header_name"));
+                    }
+                }
+            }
+        }
     }
 }

@@ -241,5 +241,41 @@ mod tests {
             let wildcard = format!("{a}.*");
             prop_assert!(filter_matches(std::slice::from_ref(&wildcard), &t));
         }
+
+        #[test]
+        fn accepted_event_types_keep_the_rule_and_long_ones_are_refused(s in "[a-z._*]{0,80}") {
+            match EventType::parse(&s) {
+                Ok(t) => {
+                    prop_assert!((3..=MAX_LEN).contains(&t.as_str().len()));
+                    prop_assert!(s.contains('.') && segments_ok(&s));
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.field, "event_type");
+                    if s.len() > MAX_LEN {
+                        prop_assert_eq!(e.code, "too_long");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn accepted_filter_lists_are_valid_entries_without_repeats(v in proptest::collection::vec("[a-c]{1,2}(\\.[a-c]{1,2}){0,2}(\\.\\*)?|\\*|\\PC{0,6}", 0..60)) {
+            match parse_filters("filters", &v) {
+                Ok(kept) => {
+                    prop_assert!(v.len() <= MAX_FILTERS);
+                    for (i, f) in kept.iter().enumerate() {
+                        prop_assert!(valid_filter(f) && v.contains(f));
+                        prop_assert!(!kept[..i].contains(f));
+                    }
+                    prop_assert!(v.iter().all(|f| kept.contains(f)));
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.field, "filters");
+                    if v.len() > MAX_FILTERS {
+                        prop_assert_eq!(e.code, "too_many");
+                    }
+                }
+            }
+        }
     }
 }

@@ -275,5 +275,17 @@ mod tests {
             let _ = parse_networks("allow", &[s]);
             let _ = is_forbidden_ip(IpAddr::V6(Ipv6Addr::from_bits(bits)));
         }
+
+        #[test]
+        fn accepted_networks_are_stored_truncated_and_contain_what_they_were_given(a in any::<u32>(), prefix in 0_u8..=32, bad in "[0-9./a-z]{0,12}") {
+            let given = Ipv4Addr::from_bits(a);
+            let nets = parse_networks("allow", &[format!("{given}/{prefix}"), given.to_string()]).unwrap();
+            prop_assert_eq!(nets[0], nets[0].trunc());
+            prop_assert!(nets[0].contains(&IpAddr::V4(given)));
+            prop_assert_eq!(nets[1].prefix_len(), 32);
+            if let Err(e) = parse_networks("allow", &[bad]) {
+                prop_assert_eq!((e.field, e.code), ("allow", "invalid_network"));
+            }
+        }
     }
 }
