@@ -97,7 +97,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document alone, as served at `/api/openapi.json`.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    openapi::with_dependency_faults(api_routes().into_openapi())
 }
 
 /// Builds the whole application router with its middleware stack.
@@ -111,6 +111,7 @@ pub fn router(state: AppState, http: &HttpOptions) -> Router {
     .set(1.0);
 
     let (routes, api) = api_routes().split_for_parts();
+    let api = openapi::with_dependency_faults(api);
     let pages = web::router(&state);
     let app = routes
         .merge(pages)

@@ -47,3 +47,51 @@ impl Modify for BearerAuth {
         );
     }
 }
+
+/// Documents, on every operation but the liveness probe, what a client gets when the database
+/// fails: 503 while it is unreachable (with `Retry-After`), and on writes 507 when its disk is
+/// full. Applied to the finished document, after every router merged its paths.
+pub fn with_dependency_faults(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if path == "/healthz" {
+            continue;
+        }
+        let reads = [item.get.as_mut(), item.head.as_mut()];
+        let writes = [
+            item.post.as_mut(),
+            item.put.as_mut(),
+            item.patch.as_mut(),
+            item.delete.as_mut(),
+        ];
+        for (op, write) in reads
+            .into_iter()
+            .map(|o| (o, false))
+            .chain(writes.into_iter().map(|o| (o, true)))
+        {
+            let Some(op) = op else { continue };
+            let responses = &mut op.responses.responses;
+            responses.entry("503".into()).or_insert_with(|| {
+                problem("`unavailable`: the database cannot be reached; retry after `Retry-After` seconds").into()
+            });
+            if write {
+                responses.entry("507".into()).or_insert_with(|| {
+                    problem("`storage_full`: the database's disk is full; nothing was written")
+                        .into()
+                });
+            }
+        }
+    }
+    openapi
+}

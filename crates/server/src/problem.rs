@@ -186,6 +186,15 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::unavailable("the database is unavailable; retry shortly")
             }
+            StoreError::Full(cause) => {
+                tracing::error!(error = %cause, "database storage full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the database has no space left; nothing was written",
+                )
+                .retry_after(60)
+            }
             StoreError::Other(cause) => ApiError::internal(cause),
         }
     }

@@ -9,9 +9,13 @@ pub enum StoreError {
     /// A unique constraint refused the write; names the constraint.
     #[error("conflict on {0}")]
     Conflict(String),
-    /// The database could not be reached in time (pool timeout, connection refused or lost).
+    /// The database could not be reached in time (pool timeout, connection refused or lost,
+    /// the server shutting down or starting up, an I/O error).
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The disk under the database is full; the write was rolled back whole.
+    #[error("database storage full")]
+    Full(#[source] sqlx::Error),
     /// Anything else; logged with its cause chain, never shown to a client.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -27,6 +31,7 @@ impl StoreError {
             StoreError::Unavailable(e) => {
                 StoreError::Unavailable(sqlx::Error::Protocol(e.to_string()))
             }
+            StoreError::Full(e) => StoreError::Full(sqlx::Error::Protocol(e.to_string())),
             StoreError::Other(e) => StoreError::Other(anyhow::anyhow!("{e:#}")),
         }
     }
@@ -39,12 +44,63 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.constraint().unwrap_or("unique").to_string())
             }
+            sqlx::Error::Database(ref db) => match db.code().as_deref().map(classify) {
+                Some(Class::Full) => StoreError::Full(e),
+                Some(Class::Unavailable) => StoreError::Unavailable(e),
+                _ => StoreError::Other(anyhow::Error::new(e)),
+            },
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_) => StoreError::Unavailable(e),
             other => StoreError::Other(anyhow::Error::new(other)),
+        }
+    }
+}
+
+enum Class {
+    Full,
+    Unavailable,
+    Other,
+}
+
+/// Sorts a database error code: SQLite's (extended) result code as a number, or PostgreSQL's
+/// SQLSTATE.
+fn classify(code: &str) -> Class {
+    if let Ok(n) = code.parse::<u32>() {
+        // The primary result code is the low byte of an extended one.
+        return match n & 0xff {
+            13 => Class::Full,             // SQLITE_FULL
+            10 | 14 => Class::Unavailable, // SQLITE_IOERR, SQLITE_CANTOPEN
+            _ => Class::Other,
+        };
+    }
+    match code {
+        "53100" => Class::Full, // disk_full
+        // too_many_connections, connection exceptions, admin/crash shutdown, cannot connect now
+        c if c == "53300" || c.starts_with("08") || c.starts_with("57P") => Class::Unavailable,
+        _ => Class::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Class, classify};
+
+    #[test]
+    fn database_codes_sort_into_full_unavailable_and_other() {
+        for full in ["13", "53100"] {
+            assert!(matches!(classify(full), Class::Full), "{full}");
+        }
+        // SQLITE_IOERR_WRITE (778) and SQLITE_IOERR_FSYNC (1034) are I/O errors.
+        for down in [
+            "10", "778", "1034", "14", "57P01", "57P03", "08006", "08001", "53300",
+        ] {
+            assert!(matches!(classify(down), Class::Unavailable), "{down}");
+        }
+        for other in ["19", "2067", "23505", "42P01", "40001", "5", ""] {
+            assert!(matches!(classify(other), Class::Other), "{other}");
         }
     }
 }

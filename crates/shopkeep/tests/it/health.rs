@@ -150,6 +150,20 @@ async fn openapi_and_swagger_ui_are_served_from_the_binary(engine: Engine) {
     assert!(doc["paths"]["/healthz"]["get"].is_object());
     assert!(doc["paths"]["/readyz"]["get"]["responses"]["503"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    // Every operation says what a database outage looks like, and every write a full disk.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if path == "/healthz" {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let responses = &op["responses"];
+            assert!(responses["503"].is_object(), "{method} {path}: no 503");
+            if matches!(method.as_str(), "post" | "put" | "patch" | "delete") {
+                let full = &responses["507"]["content"]["application/problem+json"];
+                assert!(full.is_object(), "{method} {path}: no 507");
+            }
+        }
+    }
 
     let res = app.get("/api/docs/").await;
     assert_eq!(res.status(), 200);
