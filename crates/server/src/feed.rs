@@ -10,6 +10,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::redis_conn::RedisConn;
+
 /// One order's new status.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OrderUpdate {
@@ -29,7 +31,7 @@ pub struct OrderUpdate {
 #[derive(Clone)]
 pub struct OrderFeed {
     local: broadcast::Sender<Arc<OrderUpdate>>,
-    redis: Option<(redis::aio::ConnectionManager, String)>,
+    redis: Option<(Arc<RedisConn>, String)>,
     /// Fires at shutdown so open streams end and the server can drain.
     stop: CancellationToken,
 }
@@ -51,7 +53,7 @@ impl OrderFeed {
     /// subscribers and resubscribes after Redis restarts.
     pub async fn redis(url: &str, prefix: &str, stop: CancellationToken) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
-        let conn = redis::aio::ConnectionManager::new(client.clone()).await?;
+        let conn = Arc::new(RedisConn::connect(url, "feed").await?);
         let channel = format!("{prefix}orders");
         let local = broadcast::channel(CAPACITY).0;
         tokio::spawn(relay(client, channel.clone(), local.clone(), stop.clone()));
@@ -62,16 +64,24 @@ impl OrderFeed {
         })
     }
 
-    /// Sends an update to every subscriber on every instance. A Redis failure falls back to this
-    /// instance's subscribers (the change itself is already committed; the page reloads catch up).
+    /// Sends an update to every subscriber on every instance. A Redis failure (answered within
+    /// the connection's bounded wait) falls back to this instance's subscribers: the change itself
+    /// is already committed, and the pages reload to catch up.
     pub async fn publish(&self, update: OrderUpdate) {
         if let Some((conn, channel)) = &self.redis {
             let payload = serde_json::to_string(&update).unwrap_or_default();
-            let mut conn = conn.clone();
-            match redis::AsyncCommands::publish::<_, _, i64>(&mut conn, channel, payload).await {
+            let published = conn
+                .call("publish", |mut c| {
+                    let payload = payload.clone();
+                    async move {
+                        redis::AsyncCommands::publish::<_, _, i64>(&mut c, channel, payload).await
+                    }
+                })
+                .await;
+            match published {
                 Ok(_) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "publishing an order update to Redis failed; local only")
+                    tracing::warn!(error = %e, "order update not published to Redis; local only")
                 }
             }
         }

@@ -59,17 +59,28 @@ impl RedisConn {
     /// Runs one call on the current connection within [`OP_DEADLINE`]. `Err` carries a sentence
     /// for logs; after a timeout the connection is replaced for the next call.
     ///
+    /// A call that finds the connection broken (Redis restarted, or came back after an outage)
+    /// is made once more: the ConnectionManager reconnects on that error, so the first request
+    /// after Redis returns succeeds instead of failing once per connection. `f` may therefore
+    /// run twice; every caller's command is safe to repeat.
+    ///
     /// The ConnectionManager reconnects by itself only when the connection reports an error; a
     /// connection that merely stops answering (a partition, a host that vanished without a
     /// reset) would time out forever, hence the replacement.
     pub async fn call<T, F, Fut>(&self, op: &str, f: F) -> Result<T, String>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let (generation, conn) = self.current();
         let what = self.what;
-        let reason = match tokio::time::timeout(OP_DEADLINE, f(conn)).await {
+        let attempts = async {
+            match f(conn.clone()).await {
+                Err(e) if e.is_connection_dropped() || e.is_io_error() => f(conn).await,
+                other => other,
+            }
+        };
+        let reason = match tokio::time::timeout(OP_DEADLINE, attempts).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) if e.is_timeout() => format!("redis {what} {op} timed out: {e}"),
             Ok(Err(e)) => return Err(format!("redis {what} {op} failed: {e}")),

@@ -90,6 +90,7 @@ impl RedisLimiter {
     pub(super) async fn check(&self, key: &str) -> Result<Option<Duration>, LimiterUnavailable> {
         let mut call = CHECK.prepare_invoke();
         call.key(self.key(key)).arg(self.window_us).arg(self.limit);
+        let call = &call;
         let wait_us = self
             .conn
             .call("check", |mut c| async move {
@@ -107,6 +108,7 @@ impl RedisLimiter {
             .arg(self.limit)
             .arg(uuid::Uuid::now_v7().simple().to_string())
             .arg(self.ttl_ms);
+        let call = &call;
         self.conn
             .call("record_failure", |mut c| async move {
                 call.invoke_async::<()>(&mut c).await
@@ -118,6 +120,7 @@ impl RedisLimiter {
     pub(super) async fn clear(&self, key: &str) -> Result<(), LimiterUnavailable> {
         let mut del = redis::cmd("DEL");
         del.arg(self.key(key));
+        let del = &del;
         self.conn
             .call("clear", |mut c| async move { del.exec_async(&mut c).await })
             .await
