@@ -1,49 +1,11 @@
 //! The real `shopkeep` executable: exit codes, messages, logs and signals.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::both_engines;
 use crate::harness::{Engine, TestStorage};
-
-const BIN: &str = env!("CARGO_BIN_EXE_shopkeep");
-
-/// A command with a clean `SHOPKEEP_*` environment, in `dir`.
-fn shopkeep(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SHOPKEEP_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c.current_dir(dir)
-        .env("SHOPKEEP_DATA_DIR", dir.join("data"));
-    c
-}
-
-fn for_storage(s: &TestStorage) -> Command {
-    let mut c = shopkeep(s.dir.path());
-    if let Some(url) = s.database_url() {
-        c.env("SHOPKEEP_DATABASE_URL", url);
-    }
-    c
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn assert_no_panic(stderr: &str) {
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{stderr}"
-    );
-}
+use crate::process::{Server, assert_no_panic, for_storage, shopkeep, text};
 
 #[test]
 fn version_names_the_commit() {
@@ -238,102 +200,6 @@ async fn a_newer_schema_refuses_to_start(engine: Engine) {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-}
-
-/// A running `shopkeep serve` whose JSON log lines arrive on a channel.
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    addr: String,
-}
-
-impl Server {
-    fn start(s: &TestStorage) -> Server {
-        Self::start_with(s, &[])
-    }
-
-    fn start_with(s: &TestStorage, env: &[(&str, &str)]) -> Server {
-        let mut child = for_storage(s)
-            .envs(env.iter().copied())
-            .args(["serve", "--log-format", "json"])
-            .env("SHOPKEEP_LISTEN", "127.0.0.1:0")
-            .env("SHOPKEEP_LOG__LEVEL", "debug,sqlx=warn")
-            .env("SHOPKEEP_AUTH__BCRYPT_COST", "4")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            lines,
-            seen: Vec::new(),
-            addr: String::new(),
-        };
-        let listening = server.wait_for(|l| l["message"] == "listening");
-        server.addr = listening["addr"].as_str().unwrap().to_string();
-        server
-    }
-
-    fn wait_for(&mut self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let v: serde_json::Value = serde_json::from_str(&line)
-                        .unwrap_or_else(|_| panic!("a log line is not JSON: {line}"));
-                    self.seen.push(line);
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no such log line within 20 s");
-    }
-
-    /// Every line logged so far, after the process exited.
-    fn all_lines(&mut self) -> Vec<String> {
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(line);
-        }
-        self.seen.clone()
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shopkeep did not stop within 15 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 both_engines!(serve_logs_json_with_the_request_id_and_stops_cleanly_on_sigterm);

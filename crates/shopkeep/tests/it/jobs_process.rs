@@ -205,7 +205,8 @@ async fn wait_until(
 both_engines!(
     a_killed_worker_s_job_runs_again_and_its_effect_lands_once,
     a_delivery_cut_off_by_a_killed_worker_is_delivered_after_the_restart,
-    two_worker_processes_never_run_the_same_attempt
+    two_worker_processes_never_run_the_same_attempt,
+    workers_killed_again_and_again_during_10000_jobs_lose_none_and_apply_each_effect_once
 );
 
 async fn a_killed_worker_s_job_runs_again_and_its_effect_lands_once(engine: Engine) {
@@ -299,6 +300,66 @@ async fn two_worker_processes_never_run_the_same_attempt(engine: Engine) {
         2,
         "both processes worked"
     );
+    db.close().await;
+}
+
+async fn workers_killed_again_and_again_during_10000_jobs_lose_none_and_apply_each_effect_once(
+    engine: Engine,
+) {
+    const JOBS: i64 = 10_000;
+    let storage = TestStorage::new(engine).await;
+    let db = prepare(&storage).await;
+    let now = shopkeep_domain::Timestamp::now().0;
+    for _ in 0..JOBS / 1000 {
+        let batch: Vec<NewJob> = (0..1000)
+            .map(|_| effect_job(serde_json::json!({ "sleep_ms": 1 })))
+            .collect();
+        store::enqueue(&db, &batch, now).await.unwrap();
+    }
+    let mut workers = [Worker::start(&storage, "w0"), Worker::start(&storage, "w1")];
+    // Each kill lands while work is in hand: after a further share of the jobs has run.
+    let mut kills = 0;
+    for round in 1..=4_i64 {
+        let start = Instant::now();
+        while count(&db, "SELECT count(*) FROM test_runs").await < round * JOBS / 6 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "round {round} stalled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let victim = (round % 2) as usize;
+        workers[victim].kill();
+        kills += 1;
+        workers[victim] = Worker::start(&storage, &format!("w{victim}-{round}"));
+    }
+    wait_until(
+        &db,
+        "SELECT count(*) FROM jobs WHERE state = 'succeeded'",
+        JOBS,
+        Duration::from_secs(120),
+        &storage,
+    )
+    .await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM jobs WHERE state <> 'succeeded'").await,
+        0,
+        "every job ended in a final state"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM test_effects").await,
+        JOBS,
+        "each effect applied exactly once"
+    );
+    let runs = count(&db, "SELECT count(*) FROM test_runs").await;
+    let lost = count(
+        &db,
+        "SELECT count(*) FROM job_attempts WHERE outcome = 'lost'",
+    )
+    .await;
+    assert!(runs >= JOBS, "{runs}");
+    assert!(lost > 0, "the kills cut no job off; nothing was tested");
+    eprintln!("{engine:?}: {kills} kills, {runs} runs for {JOBS} jobs, {lost} attempts lost");
     db.close().await;
 }
 

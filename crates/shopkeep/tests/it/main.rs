@@ -4,10 +4,13 @@ mod harness;
 
 mod auth;
 mod binary;
+mod faults;
 mod health;
 mod jobs;
 mod jobs_process;
+mod load;
 mod orders;
+mod process;
 mod schema;
 mod sessions;
 mod tenancy;
