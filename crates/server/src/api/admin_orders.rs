@@ -117,7 +117,7 @@ pub(crate) fn filter_of(q: &AdminFilterIn) -> Result<Filter, ApiError> {
 }
 
 /// The shop's orders with customer usernames, filtered, newest first (`orders:admin`).
-#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "orders", security(("bearer" = [])), params(AdminFilterIn),
+#[utoipa::path(get, path = "/api/v1/admin/orders", operation_id = "list_shop_orders", tag = "orders", security(("bearer" = [])), params(AdminFilterIn),
     responses((status = 200, description = "A page", body = OrderPage), (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
@@ -313,7 +313,7 @@ pub struct StatsOut {
 }
 
 /// Totals, approval rate, orders per day for 30 days, median time to decision (`orders:admin`).
-#[utoipa::path(get, path = "/api/v1/admin/orders/stats", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/orders/stats", operation_id = "order_stats", tag = "orders", security(("bearer" = [])),
     responses((status = 200, description = "Statistics", body = StatsOut)))]
 pub async fn stats(
     State(state): State<AppState>,

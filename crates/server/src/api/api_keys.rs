@@ -84,7 +84,7 @@ pub struct ApiKeyCreated {
 }
 
 /// The shop's API keys, newest first (`shop:admin`).
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])), responses((status = 200, description = "Keys", body = Vec<ApiKeyOut>)))]
+#[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys", security(("bearer" = [])), responses((status = 200, description = "Keys", body = Vec<ApiKeyOut>)))]
 pub async fn list(
     State(state): State<AppState>,
     p: Principal,
@@ -100,7 +100,7 @@ pub async fn list(
 }
 
 /// Creates a key with chosen scopes (`shop:admin`); the secret is in this response only.
-#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])), request_body = ApiKeyIn,
+#[utoipa::path(post, path = "/api/v1/api-keys", operation_id = "create_api_key", tag = "api-keys", security(("bearer" = [])), request_body = ApiKeyIn,
     responses((status = 201, description = "Created", body = ApiKeyCreated), (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,

@@ -62,7 +62,7 @@ pub struct AuditPage {
 }
 
 /// The shop's audit log, newest first (`shop:admin`).
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(PageIn),
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "list_audit_entries", tag = "audit", security(("bearer" = [])), params(PageIn),
     responses((status = 200, description = "A page", body = AuditPage), (status = 400, description = "Bad cursor or limit", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,

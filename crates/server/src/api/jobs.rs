@@ -215,7 +215,7 @@ fn admin(p: &Principal) -> Result<(), ApiError> {
 }
 
 /// Lists jobs, newest first, by state, kind and queue.
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
+#[utoipa::path(get, path = "/api/v1/jobs", operation_id = "list_jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
     responses((status = 200, description = "A page", body = JobPage),
         (status = 400, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs platform:admin", body = Problem, content_type = "application/problem+json")))]
@@ -519,7 +519,7 @@ pub async fn get_job(
 
 /// Cancels a job: a waiting one at once; a running one is told to stop (its handler's token
 /// fires within a second) and ends `cancelled`.
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, description = "Cancelled", body = JobDetail),
         (status = 202, description = "Running; asked to stop", body = JobDetail),
@@ -748,7 +748,7 @@ pub async fn series(state: &AppState, minutes: i64) -> Result<Vec<MinuteOut>, Ap
 }
 
 /// Succeeded and failed attempts per minute.
-#[utoipa::path(get, path = "/api/v1/jobs/stats", tag = "jobs", security(("bearer" = [])), params(StatsQuery),
+#[utoipa::path(get, path = "/api/v1/jobs/stats", operation_id = "job_stats", tag = "jobs", security(("bearer" = [])), params(StatsQuery),
     responses((status = 200, description = "Oldest minute first", body = Vec<MinuteOut>)))]
 pub async fn stats(
     State(state): State<AppState>,

@@ -360,7 +360,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// Places an order (status PENDING). With `Idempotency-Key`, a retry with the same body returns
 /// the first order; the same key with another body is refused.
-#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = OrderIn,
+#[utoipa::path(post, path = "/api/v1/orders", operation_id = "create_order", tag = "orders", security(("bearer" = [])), request_body = OrderIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body, same order")),
     responses(
         (status = 201, description = "Created (or replayed: header Idempotent-Replayed: true)", body = OrderOut),
@@ -632,7 +632,7 @@ pub fn page(mut rows: Vec<OrderRow>, limit: i64, counts: Vec<(String, i64)>) -> 
 }
 
 /// The caller's own orders, newest first, with counts per status.
-#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), params(ListIn),
+#[utoipa::path(get, path = "/api/v1/orders", operation_id = "list_my_orders", tag = "orders", security(("bearer" = [])), params(ListIn),
     responses((status = 200, description = "A page", body = OrderPage), (status = 400, description = "Bad filter or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
@@ -817,7 +817,7 @@ pub async fn reject(
 }
 
 /// Cancels the caller's own pending order.
-#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", operation_id = "cancel_order", tag = "orders", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")), request_body(content = ReasonIn, description = "Optional"),
     responses((status = 200, description = "Cancelled", body = OrderOut), (status = 409, description = "Not pending", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel(

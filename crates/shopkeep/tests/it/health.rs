@@ -150,8 +150,18 @@ async fn openapi_and_swagger_ui_are_served_from_the_binary(engine: Engine) {
     assert!(doc["paths"]["/healthz"]["get"].is_object());
     assert!(doc["paths"]["/readyz"]["get"]["responses"]["503"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
-    // Every operation says what a database outage looks like, and every write a full disk.
+    // Every operation says what a database outage looks like, and every write a full disk; and
+    // operation ids are unique, as OpenAPI requires (client generators name methods by them).
+    let mut ids = std::collections::BTreeMap::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}"));
+            if let Some(other) = ids.insert(id.to_string(), format!("{method} {path}")) {
+                panic!("operationId {id} of {method} {path} is also {other}'s");
+            }
+        }
         if path == "/healthz" {
             continue;
         }
