@@ -327,7 +327,7 @@ print_machine() {
     echo "  kernel:    $(uname -sr)"
     echo "  load avg:  $(cut -d' ' -f1-3 /proc/loadavg) (before the run); CPU now: $(machine_busy_now)"
     echo "  scratch:   $WORK ($(df -PT "$WORK" | awk 'NR == 2 { print $2 }'))"
-    echo "  tools:     $(rustc --version 2>/dev/null || echo 'rustc ?'); $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2); $(curl --version | head -n1 | cut -d' ' -f1-2)"
+    echo "  tools:     $(rustc --version 2>/dev/null || echo 'rustc ?'); $(if command -v wrk >/dev/null; then wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2; else echo 'wrk not installed'; fi); $(curl --version | head -n1 | cut -d' ' -f1-2)"
     echo "  note:      wrk and curl run on the same $(nproc) CPUs as the server"
     echo
 }
