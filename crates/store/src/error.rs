@@ -65,10 +65,13 @@ enum Class {
     Other,
 }
 
-/// Sorts a database error code: SQLite's (extended) result code as a number, or PostgreSQL's
-/// SQLSTATE.
+/// Sorts a database error code: PostgreSQL's SQLSTATE (always five characters, often all
+/// digits, such as `53100`), or SQLite's (extended) result code as a number (at most four
+/// digits: the largest extended code is below 10,000).
 fn classify(code: &str) -> Class {
-    if let Ok(n) = code.parse::<u32>() {
+    if code.len() != 5
+        && let Ok(n) = code.parse::<u32>()
+    {
         // The primary result code is the low byte of an extended one.
         return match n & 0xff {
             13 => Class::Full,             // SQLITE_FULL
