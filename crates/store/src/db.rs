@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shopkeep_domain::Secret;
+use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -150,6 +151,20 @@ impl Db {
         let pool = SqlitePoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(opts.acquire_timeout)
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // A connection still inside a transaction when it comes back (its ROLLBACK
+                    // failed, as on a full disk) must not serve again: the next caller's BEGIN
+                    // would become a savepoint of that open transaction, its writes acknowledged
+                    // but never committed, and the write lock held meanwhile. Closing it rolls
+                    // the transaction back.
+                    let open = conn.is_in_transaction();
+                    if open {
+                        tracing::debug!("closing an SQLite connection left inside a transaction");
+                    }
+                    Ok(!open)
+                })
+            })
             .connect_with(connect)
             .await
             .with_context(|| format!("cannot open the SQLite database {shown}"))?;

@@ -74,8 +74,10 @@ fn classify(code: &str) -> Class {
     {
         // The primary result code is the low byte of an extended one.
         return match n & 0xff {
-            13 => Class::Full,             // SQLITE_FULL
-            10 | 14 => Class::Unavailable, // SQLITE_IOERR, SQLITE_CANTOPEN
+            13 => Class::Full, // SQLITE_FULL
+            // SQLITE_BUSY and SQLITE_LOCKED (the write lock was not free within busy_timeout),
+            // SQLITE_IOERR, SQLITE_CANTOPEN: conditions a later retry may not meet.
+            5 | 6 | 10 | 14 => Class::Unavailable,
             _ => Class::Other,
         };
     }
@@ -98,11 +100,11 @@ mod tests {
         }
         // SQLITE_IOERR_WRITE (778) and SQLITE_IOERR_FSYNC (1034) are I/O errors.
         for down in [
-            "10", "778", "1034", "14", "57P01", "57P03", "08006", "08001", "53300",
+            "5", "6", "517", "10", "778", "1034", "14", "57P01", "57P03", "08006", "08001", "53300",
         ] {
             assert!(matches!(classify(down), Class::Unavailable), "{down}");
         }
-        for other in ["19", "2067", "23505", "42P01", "40001", "5", ""] {
+        for other in ["1", "19", "2067", "23505", "42P01", "40001", ""] {
             assert!(matches!(classify(other), Class::Other), "{other}");
         }
     }

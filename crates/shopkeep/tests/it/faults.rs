@@ -811,7 +811,10 @@ async fn sqlite_on_a_full_disk_refuses_writes_clearly_and_is_intact_when_space_r
     let storage = TestStorage::new(Engine::Sqlite).await;
     let data = storage.dir.path().join("data");
     let disk = SmallDisk::mount(&data, "8m");
-    let mut server = Server::start_with(&storage, &[("SHOPKEEP_LOG__LEVEL", "info")]);
+    let mut server = Server::start_with(
+        &storage,
+        &[("SHOPKEEP_LOG__LEVEL", "info,shopkeep_store=debug")],
+    );
     let c = client();
     let token = customer(&c, &server, "filler").await;
     let base = server.url("");
@@ -857,14 +860,37 @@ async fn sqlite_on_a_full_disk_refuses_writes_clearly_and_is_intact_when_space_r
         .unwrap();
     assert_eq!(list.status(), 200);
 
-    // Space returns: writes succeed again without a restart.
+    // Space returns: writes succeed again without a restart. A write that waited for SQLite's
+    // write lock meanwhile may get a 503 (retry) for a moment, never a 500.
     disk.resize("64m");
     for i in 0..5 {
         let body = json!({ "item_name": format!("more {i}"), "quantity": 1, "notes": notes });
-        let res = create(&c, &base, &token, &format!("more-{i}"), &body)
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201, "after space returned");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut retries = 0;
+        let res = loop {
+            let res = create(&c, &base, &token, &format!("more-{i}"), &body)
+                .await
+                .unwrap();
+            if res.status() != 503 || Instant::now() > deadline {
+                break res;
+            }
+            retries += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if res.status() != 201 {
+            let status = res.status();
+            let body = res.text().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let out = server.output();
+            let tail: Vec<&str> = out.lines().rev().take(12).collect();
+            panic!(
+                "after space returned ({retries} retries): {status} {body}\n{}",
+                tail.join("\n")
+            );
+        }
+        if retries > 0 {
+            eprintln!("create {i} after space returned: {retries} retries");
+        }
         let v: Value = res.json().await.unwrap();
         acked.push(v["id"].as_str().unwrap().to_string());
     }
@@ -873,6 +899,12 @@ async fn sqlite_on_a_full_disk_refuses_writes_clearly_and_is_intact_when_space_r
         assert!(stored.contains_key(id), "acknowledged order {id} is gone");
     }
     assert_eq!(stored.len(), acked.len(), "no refused write left a row");
+    let out = server.output();
+    eprintln!(
+        "full disk: {} orders acknowledged; {} connections closed inside a failed transaction",
+        acked.len(),
+        out.matches("left inside a transaction").count()
+    );
     assert_healthy(&mut server);
     assert!(server.terminate().success());
 
@@ -884,6 +916,16 @@ async fn sqlite_on_a_full_disk_refuses_writes_clearly_and_is_intact_when_space_r
         sqlx::query_scalar("PRAGMA integrity_check").fetch_one(pool).await.unwrap()
     });
     assert_eq!(check, "ok");
+    // What the file holds, read after every connection closed: each acknowledged order was
+    // committed, none only inside a transaction that a close rolled back.
+    let committed: i64 = shopkeep_store::on_pool!(&db, pool => {
+        sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(pool).await.unwrap()
+    });
+    assert_eq!(
+        committed,
+        acked.len() as i64,
+        "acknowledged orders in the file"
+    );
     db.close().await;
     drop(disk);
 }
