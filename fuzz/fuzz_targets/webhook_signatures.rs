@@ -116,7 +116,11 @@ fuzz_target!(|i: Input<'_>| {
         params.push(("hmac".to_string(), hmac));
         assert_eq!(shopify::verify_query(i.key, &params), Ok(()));
         // One more character anywhere in the signed text changes its length: never the same MAC.
-        if let Some(p) = params.iter_mut().find(|(k, _)| k != "hmac") {
+        // The legacy `signature` parameter is not signed (see shopify.rs), so it is skipped.
+        if let Some(p) = params
+            .iter_mut()
+            .find(|(k, _)| k != "hmac" && k != "signature")
+        {
             p.1.push('x');
             assert_eq!(
                 shopify::verify_query(i.key, &params),
