@@ -44,8 +44,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct RegisterIn {
     /// 4-20 ASCII letters and digits; unique ignoring case.
+    #[schema(min_length = 4, max_length = 20, pattern = "^[A-Za-z0-9]{4,20}$")]
     pub username: String,
     /// 8-128 characters, not trivially guessable.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     /// Optional email address.
     pub email: Option<String>,

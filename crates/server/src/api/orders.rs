@@ -51,8 +51,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ItemIn {
     /// 1-255 characters (trimmed), no control characters.
+    #[schema(min_length = 1, max_length = 255)]
     pub item_name: String,
     /// 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
     pub quantity: i64,
     /// Catalog product reference.
     pub product_ref: Option<String>,
@@ -68,13 +70,17 @@ pub struct ItemIn {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderIn {
-    /// The item (single-item form).
+    /// The item (single-item form): 1-255 characters (trimmed), no control characters.
+    #[schema(min_length = 1, max_length = 255)]
     pub item_name: Option<String>,
-    /// Its quantity (single-item form).
+    /// Its quantity (single-item form), 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
     pub quantity: Option<i64>,
     /// Several lines instead (1-100).
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Option<Vec<ItemIn>>,
     /// Notes for the shop, at most 1000 characters.
+    #[schema(max_length = 1000)]
     pub notes: Option<String>,
 }
 
@@ -673,6 +679,7 @@ pub(crate) async fn load_page(
 #[serde(deny_unknown_fields)]
 pub struct ReasonIn {
     /// At most 500 characters.
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 

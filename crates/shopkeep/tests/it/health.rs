@@ -150,6 +150,16 @@ async fn openapi_and_swagger_ui_are_served_from_the_binary(engine: Engine) {
     assert!(doc["paths"]["/healthz"]["get"].is_object());
     assert!(doc["paths"]["/readyz"]["get"]["responses"]["503"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    // The request bodies carry the rules the validators apply, for clients and the API fuzzer.
+    let schemas = &doc["components"]["schemas"];
+    let order = &schemas["OrderIn"]["properties"];
+    assert_eq!(order["quantity"]["maximum"], 100, "{order}");
+    assert_eq!(order["item_name"]["maxLength"], 255, "{order}");
+    assert_eq!(order["notes"]["maxLength"], 1000, "{order}");
+    assert_eq!(schemas["ItemIn"]["properties"]["quantity"]["minimum"], 1);
+    let register = &schemas["RegisterIn"]["properties"];
+    assert_eq!(register["username"]["pattern"], "^[A-Za-z0-9]{4,20}$");
+    assert_eq!(register["password"]["minLength"], 8);
     // Every operation says what a database outage looks like, and every write a full disk; and
     // operation ids are unique, as OpenAPI requires (client generators name methods by them).
     let mut ids = std::collections::BTreeMap::new();
