@@ -285,7 +285,7 @@ async fn signed_in_sessions(app: &TestApp) -> i64 {
 }
 
 /// The attribute `name` of the first tag that contains `marker` (such as `name="csrf"`).
-fn attr<'h>(html: &'h str, marker: &str, name: &str) -> Option<&'h str> {
+pub fn attr<'h>(html: &'h str, marker: &str, name: &str) -> Option<&'h str> {
     let at = html.find(marker)?;
     let start = html[..at].rfind('<')?;
     let end = at + html[at..].find('>')?;
