@@ -136,6 +136,7 @@ impl Application {
             jobs_local: runs_workers,
             webhooks: webhooks.clone(),
             receipts: shopkeep_server::webhooks::receipts::start(db.clone()),
+            orders: shopkeep_server::api::orders::start_writer(db.clone()),
             web: Arc::new(WebService {
                 sessions: match &config.redis_url {
                     Some(url) => {

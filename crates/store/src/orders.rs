@@ -131,7 +131,7 @@ pub struct FullOrder {
 }
 
 /// An `Idempotency-Key` with the hash of the request it came with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct IdempotencyKey<'a> {
     /// Whose key.
     pub user: UserId,
@@ -152,22 +152,31 @@ pub enum Created {
     KeyReused,
 }
 
-const ORDER_COLUMNS: &str = "SELECT o.id, o.customer_id, u.username AS customer_username, o.status, o.notes, o.source, \
-     o.external_id, o.currency, o.total_minor, o.created_at, o.updated_at, o.decided_at, o.decided_by, o.reason";
 const ORDER_SELECT: &str = "SELECT o.id, o.customer_id, u.username AS customer_username, o.status, o.notes, o.source, \
      o.external_id, o.currency, o.total_minor, o.created_at, o.updated_at, o.decided_at, o.decided_by, o.reason \
      FROM orders o LEFT JOIN users u ON u.id = o.customer_id";
 
-/// The tables a filtered query reads. A username filter starts from the matching users and
+/// The tables a filtered count reads. A username filter starts from the matching users and
 /// reaches their orders through the `(shop_id, customer_id, ...)` indexes; `CROSS JOIN` makes
 /// SQLite keep that order (PostgreSQL plans it as an inner join either way). Without it,
 /// planners may scan every order of the shop and test each against the user list.
 fn from_tables(f: &Filter) -> &'static str {
-    if f.username_exact.is_some() || f.username_contains.is_some() {
+    if username_condition(f).is_some() {
         " FROM users f CROSS JOIN orders o"
     } else {
         " FROM orders o"
     }
+}
+
+/// How a clause reaches the users a username filter matches.
+#[derive(Clone, Copy)]
+enum Users {
+    /// `users f` is in the `FROM` list, joined on the customer.
+    Joined,
+    /// A subquery on `users`. On SQLite the customer column is kept out of index choice (`+`),
+    /// so the planner walks the shop's newest orders and stops at the page size instead of
+    /// collecting and sorting every order of every matching customer.
+    Subquery(crate::Engine),
 }
 
 fn outbox_payload(
@@ -189,6 +198,36 @@ fn outbox_payload(
     .to_string()
 }
 
+/// One order to create with [`create_many`]. It owns its parts, so it can wait in a group
+/// commit queue.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// The shop.
+    pub scope: ShopScope,
+    /// The order.
+    pub order: NewOrder,
+    /// The `Idempotency-Key`: whose, the key, and the SHA-256 of the request body.
+    pub idempotency: Option<(UserId, String, Vec<u8>)>,
+    /// Who placed it, for the first timeline entry.
+    pub actor: Option<UserId>,
+    /// The request that placed it.
+    pub request_id: String,
+}
+
+/// What [`create_many`] wrote for one request.
+#[derive(Debug, Clone)]
+pub enum Written {
+    /// A new order, built from what was written (no read-back).
+    New(Box<FullOrder>),
+    /// The idempotency key was already taken: its order and the hash of its first request.
+    KeyTaken {
+        /// The first order.
+        order_id: Uuid,
+        /// SHA-256 of the first request's body.
+        request_hash: Vec<u8>,
+    },
+}
+
 /// Creates an order with its items, its first event and an outbox event, in one transaction.
 /// With an idempotency key, a retry returns the first order.
 pub async fn create(
@@ -199,108 +238,178 @@ pub async fn create(
     actor: Option<UserId>,
     request_id: &str,
 ) -> Result<Created, StoreError> {
-    let shop = scope.shop_id().0;
-    let id = Uuid::now_v7();
-    let event_id = Uuid::now_v7();
+    let request = CreateRequest {
+        scope,
+        order: o.clone(),
+        idempotency: idem.map(|k| (k.user, k.key.to_string(), k.request_hash.to_vec())),
+        actor,
+        request_id: request_id.to_string(),
+    };
+    let written = create_one(db, request).await?;
+    resolve(db, scope, written, idem.map(|k| k.request_hash)).await
+}
+
+/// [`create_many`] with one request, in its own transaction.
+pub async fn create_one(db: &Db, request: CreateRequest) -> Result<Written, StoreError> {
+    create_many(db, vec![request])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("create_many answered nothing")))?
+}
+
+/// Turns what [`create_many`] wrote into the caller's answer: a taken key with the same request
+/// hash replays the first order, with another hash it is refused.
+pub async fn resolve(
+    db: &Db,
+    scope: ShopScope,
+    written: Written,
+    request_hash: Option<&[u8]>,
+) -> Result<Created, StoreError> {
+    match written {
+        Written::New(full) => Ok(Created::New(full)),
+        Written::KeyTaken {
+            order_id,
+            request_hash: first,
+        } if Some(first.as_slice()) == request_hash => Ok(Created::Replayed(Box::new(
+            get(db, scope, order_id)
+                .await?
+                .ok_or(StoreError::NotFound)?,
+        ))),
+        Written::KeyTaken { .. } => Ok(Created::KeyReused),
+    }
+}
+
+/// Creates orders in one transaction, each with its items, first event and outbox event: on
+/// SQLite one commit (one fsync) serves a whole batch. With more than one request, each runs in
+/// a savepoint, so one that fails is undone alone and gets its own error; a failed commit fails
+/// them all. Results come back in request order.
+pub async fn create_many(
+    db: &Db,
+    batch: Vec<CreateRequest>,
+) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+    let savepoints = batch.len() > 1;
     let write = db.write_lock().await;
-    let now = Timestamp::now().0;
-    let existing: Option<(Uuid, Vec<u8>)> = on_pool!(db, pool => async {
+    let out = on_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
-        if let Some(k) = &idem {
-            let claimed = sqlx::query(
-                "INSERT INTO idempotency_keys (shop_id, user_id, key, request_hash, order_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
-                .bind(shop).bind(k.user.0).bind(k.key).bind(k.request_hash).bind(id).bind(now)
-                .execute(&mut *tx).await?.rows_affected();
-            if claimed == 0 {
-                let row: (Uuid, Vec<u8>) = sqlx::query_as(
-                    "SELECT order_id, request_hash FROM idempotency_keys WHERE shop_id = $1 AND user_id = $2 AND key = $3")
-                    .bind(shop).bind(k.user.0).bind(k.key).fetch_one(&mut *tx).await?;
-                tx.rollback().await?;
-                return Ok::<_, StoreError>(Some(row));
+        let mut out = Vec::with_capacity(batch.len());
+        for r in batch {
+            if savepoints {
+                sqlx::query("SAVEPOINT order_create").execute(&mut *tx).await?;
+            }
+            let shop = r.scope.shop_id().0;
+            let (id, event_id, now) = (Uuid::now_v7(), Uuid::now_v7(), Timestamp::now().0);
+            let o = &r.order;
+            let attempt: Result<Option<(Uuid, Vec<u8>)>, sqlx::Error> = async {
+                if let Some((user, key, hash)) = &r.idempotency {
+                    let claimed = sqlx::query(
+                        "INSERT INTO idempotency_keys (shop_id, user_id, key, request_hash, order_id, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+                        .bind(shop).bind(user.0).bind(key).bind(hash).bind(id).bind(now)
+                        .execute(&mut *tx).await?.rows_affected();
+                    if claimed == 0 {
+                        let row: (Uuid, Vec<u8>) = sqlx::query_as(
+                            "SELECT order_id, request_hash FROM idempotency_keys WHERE shop_id = $1 AND user_id = $2 AND key = $3")
+                            .bind(shop).bind(user.0).bind(key).fetch_one(&mut *tx).await?;
+                        return Ok(Some(row));
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO orders (shop_id, id, customer_id, status, notes, source, external_id, currency, total_minor, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $9)")
+                    .bind(shop).bind(id).bind(o.customer.map(|c| c.0)).bind(&o.notes).bind(o.source).bind(&o.external_id)
+                    .bind(&o.currency).bind(o.total_minor).bind(now)
+                    .execute(&mut *tx).await?;
+                for (i, item) in o.items.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO order_items (shop_id, order_id, position, item_name, quantity, product_ref, variant_ref, unit_price_minor, currency) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                        .bind(shop).bind(id).bind(i32::try_from(i).unwrap_or(i32::MAX)).bind(&item.item_name).bind(item.quantity)
+                        .bind(&item.product_ref).bind(&item.variant_ref).bind(item.unit_price_minor).bind(&item.currency)
+                        .execute(&mut *tx).await?;
+                }
+                sqlx::query(
+                    "INSERT INTO order_events (shop_id, id, order_id, from_status, to_status, actor_id, reason, request_id, created_at) \
+                     VALUES ($1, $2, $3, NULL, 'PENDING', $4, NULL, $5, $6)")
+                    .bind(shop).bind(event_id).bind(id).bind(r.actor.map(|a| a.0)).bind(&r.request_id).bind(now)
+                    .execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO outbox (id, shop_id, event_type, resource_id, payload, created_at) VALUES ($1, $2, 'order.created', $3, $4, $5)")
+                    .bind(Uuid::now_v7()).bind(shop).bind(id.to_string())
+                    .bind(outbox_payload("order.created", shop, id, "PENDING", o.customer.map(|c| c.0), now)).bind(now)
+                    .execute(&mut *tx).await?;
+                Ok(None)
+            }.await;
+            match attempt {
+                Ok(None) => {
+                    if savepoints {
+                        sqlx::query("RELEASE SAVEPOINT order_create").execute(&mut *tx).await?;
+                    }
+                    out.push(Ok(Written::New(Box::new(written(r, id, event_id, now)))));
+                }
+                Ok(Some((order_id, request_hash))) => {
+                    if savepoints {
+                        sqlx::query("RELEASE SAVEPOINT order_create").execute(&mut *tx).await?;
+                    }
+                    out.push(Ok(Written::KeyTaken { order_id, request_hash }));
+                }
+                Err(e) if savepoints => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT order_create").execute(&mut *tx).await?;
+                    sqlx::query("RELEASE SAVEPOINT order_create").execute(&mut *tx).await?;
+                    out.push(Err(StoreError::from(e)));
+                }
+                Err(e) => return Err(StoreError::from(e)),
             }
         }
-        sqlx::query(
-            "INSERT INTO orders (shop_id, id, customer_id, status, notes, source, external_id, currency, total_minor, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $9)")
-            .bind(shop).bind(id).bind(o.customer.map(|c| c.0)).bind(&o.notes).bind(o.source).bind(&o.external_id)
-            .bind(&o.currency).bind(o.total_minor).bind(now)
-            .execute(&mut *tx).await?;
-        for (i, item) in o.items.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO order_items (shop_id, order_id, position, item_name, quantity, product_ref, variant_ref, unit_price_minor, currency) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                .bind(shop).bind(id).bind(i32::try_from(i).unwrap_or(i32::MAX)).bind(&item.item_name).bind(item.quantity)
-                .bind(&item.product_ref).bind(&item.variant_ref).bind(item.unit_price_minor).bind(&item.currency)
-                .execute(&mut *tx).await?;
-        }
-        sqlx::query(
-            "INSERT INTO order_events (shop_id, id, order_id, from_status, to_status, actor_id, reason, request_id, created_at) \
-             VALUES ($1, $2, $3, NULL, 'PENDING', $4, NULL, $5, $6)")
-            .bind(shop).bind(event_id).bind(id).bind(actor.map(|a| a.0)).bind(request_id).bind(now)
-            .execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO outbox (id, shop_id, event_type, resource_id, payload, created_at) VALUES ($1, $2, 'order.created', $3, $4, $5)")
-            .bind(Uuid::now_v7()).bind(shop).bind(id.to_string())
-            .bind(outbox_payload("order.created", shop, id, "PENDING", o.customer.map(|c| c.0), now)).bind(now)
-            .execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(None)
+        Ok::<_, StoreError>(out)
     }.await)?;
     drop(write);
-    match (existing, idem) {
-        (Some((order_id, hash)), Some(k)) => {
-            if hash == k.request_hash {
-                Ok(Created::Replayed(Box::new(
-                    get(db, scope, order_id)
-                        .await?
-                        .ok_or(StoreError::NotFound)?,
-                )))
-            } else {
-                Ok(Created::KeyReused)
-            }
-        }
-        _ => Ok(Created::New(Box::new(FullOrder {
-            order: OrderRow {
-                id,
-                customer_id: o.customer.map(|c| c.0),
-                customer_username: o.customer_username.clone(),
-                status: "PENDING".into(),
-                notes: o.notes.clone(),
-                source: o.source.to_string(),
-                external_id: o.external_id.clone(),
-                currency: o.currency.clone(),
-                total_minor: o.total_minor,
-                created_at: now,
-                updated_at: now,
-                decided_at: None,
-                decided_by: None,
-                reason: None,
-            },
-            items: o
-                .items
-                .iter()
-                .enumerate()
-                .map(|(i, it)| ItemRow {
-                    position: i32::try_from(i).unwrap_or(i32::MAX),
-                    item_name: it.item_name.clone(),
-                    quantity: it.quantity,
-                    product_ref: it.product_ref.clone(),
-                    variant_ref: it.variant_ref.clone(),
-                    unit_price_minor: it.unit_price_minor,
-                    currency: it.currency.clone(),
-                })
-                .collect(),
-            events: vec![EventRow {
-                id: event_id,
-                from_status: None,
-                to_status: "PENDING".into(),
-                actor_id: actor.map(|a| a.0),
-                actor_username: o.actor_username.clone(),
-                reason: None,
-                request_id: Some(request_id.to_string()),
-                created_at: now,
-            }],
-        }))),
+    Ok(out)
+}
+
+/// The order a request created, from what was written.
+fn written(r: CreateRequest, id: Uuid, event_id: Uuid, now: i64) -> FullOrder {
+    let o = r.order;
+    FullOrder {
+        order: OrderRow {
+            id,
+            customer_id: o.customer.map(|c| c.0),
+            customer_username: o.customer_username,
+            status: "PENDING".into(),
+            notes: o.notes,
+            source: o.source.to_string(),
+            external_id: o.external_id,
+            currency: o.currency,
+            total_minor: o.total_minor,
+            created_at: now,
+            updated_at: now,
+            decided_at: None,
+            decided_by: None,
+            reason: None,
+        },
+        items: o
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(i, it)| ItemRow {
+                position: i32::try_from(i).unwrap_or(i32::MAX),
+                item_name: it.item_name,
+                quantity: it.quantity,
+                product_ref: it.product_ref,
+                variant_ref: it.variant_ref,
+                unit_price_minor: it.unit_price_minor,
+                currency: it.currency,
+            })
+            .collect(),
+        events: vec![EventRow {
+            id: event_id,
+            from_status: None,
+            to_status: "PENDING".into(),
+            actor_id: r.actor.map(|a| a.0),
+            actor_username: o.actor_username,
+            reason: None,
+            request_id: Some(r.request_id),
+            created_at: now,
+        }],
     }
 }
 
@@ -450,37 +559,38 @@ enum Arg {
     Int(i64),
 }
 
-/// Builds `WHERE ...` from static fragments; values are always bound, never spliced.
-fn where_clause(scope: ShopScope, f: &Filter, with_status: bool) -> (String, Vec<Arg>) {
-    let mut sql = String::from(" WHERE o.shop_id = $1");
-    let mut args = vec![Arg::Id(scope.shop_id().0)];
+/// Builds `WHERE ...` from static fragments; values are always bound, never spliced. Placeholders
+/// continue after the arguments already in `args`, so clauses can be combined in one statement.
+fn where_clause(
+    scope: ShopScope,
+    f: &Filter,
+    with_status: bool,
+    users: Users,
+    args: &mut Vec<Arg>,
+) -> String {
+    let mut sql = String::new();
     let mut push = |sql: &mut String, fragment: &str, arg: Arg| {
         args.push(arg);
         sql.push_str(&fragment.replace('?', &format!("${}", args.len())));
     };
+    push(&mut sql, " WHERE o.shop_id = ?", Arg::Id(scope.shop_id().0));
     if let Some(c) = f.customer {
         push(&mut sql, " AND o.customer_id = ?", Arg::Id(c.0));
     }
     if with_status && let Some(s) = &f.status {
         push(&mut sql, " AND o.status = ?", Arg::Text(s.clone()));
     }
-    if let Some(u) = &f.username_exact {
-        push(
-            &mut sql,
-            " AND o.customer_id = f.id AND f.username_folded = ?",
-            Arg::Text(u.clone()),
-        );
-    }
-    if let Some(u) = &f.username_contains {
-        let escaped = u
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        push(
-            &mut sql,
-            " AND o.customer_id = f.id AND f.username_folded LIKE ? ESCAPE '\\'",
-            Arg::Text(format!("%{escaped}%")),
-        );
+    if let Some((condition, arg)) = username_condition(f) {
+        let fragment = match users {
+            Users::Joined => format!(" AND o.customer_id = f.id AND {condition}"),
+            Users::Subquery(crate::Engine::Sqlite) => {
+                format!(" AND +o.customer_id IN (SELECT f.id FROM users f WHERE {condition})")
+            }
+            Users::Subquery(crate::Engine::Postgres) => {
+                format!(" AND o.customer_id IN (SELECT f.id FROM users f WHERE {condition})")
+            }
+        };
+        push(&mut sql, &fragment, arg);
     }
     if let Some(t) = f.from {
         push(&mut sql, " AND o.created_at >= ?", Arg::Int(t));
@@ -488,7 +598,23 @@ fn where_clause(scope: ShopScope, f: &Filter, with_status: bool) -> (String, Vec
     if let Some(t) = f.to {
         push(&mut sql, " AND o.created_at < ?", Arg::Int(t));
     }
-    (sql, args)
+    sql
+}
+
+/// The username filter as a condition on `users f`, with its one argument.
+fn username_condition(f: &Filter) -> Option<(&'static str, Arg)> {
+    if let Some(u) = &f.username_exact {
+        return Some(("f.username_folded = ?", Arg::Text(u.clone())));
+    }
+    let u = f.username_contains.as_ref()?;
+    let escaped = u
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    Some((
+        "f.username_folded LIKE ? ESCAPE '\\'",
+        Arg::Text(format!("%{escaped}%")),
+    ))
 }
 
 macro_rules! bind_all {
@@ -505,6 +631,10 @@ macro_rules! bind_all {
     }};
 }
 
+/// Up to this many customers matching a username filter, a page is merged from each one's newest
+/// orders; with more, their orders are many and the shop's newest orders are scanned instead.
+const MERGE_CUSTOMERS: usize = 64;
+
 /// A page of orders, newest first, strictly older than `before` when given.
 pub async fn list(
     db: &Db,
@@ -513,31 +643,118 @@ pub async fn list(
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<OrderRow>, StoreError> {
-    let (mut clause, mut args) = where_clause(scope, f, true);
+    if f.customer.is_none()
+        && let Some(customers) = few_matching_customers(db, f).await?
+    {
+        return merged_page(db, scope, f, &customers, before, limit).await;
+    }
+    let mut args = Vec::new();
+    let mut clause = where_clause(scope, f, true, Users::Subquery(db.engine()), &mut args);
     if let Some(b) = before {
         args.push(Arg::Id(b));
         clause.push_str(&format!(" AND o.id < ${}", args.len()));
     }
     args.push(Arg::Int(limit));
     let sql = sqlx::AssertSqlSafe(format!(
-        "{ORDER_COLUMNS}{} LEFT JOIN users u ON u.id = o.customer_id{clause} ORDER BY o.id DESC LIMIT ${}",
-        from_tables(f),
+        "{ORDER_SELECT}{clause} ORDER BY o.id DESC LIMIT ${}",
         args.len()
     ));
     Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
 }
 
-/// Orders per status under the filter (its status ignored), for tab counts.
+/// The users a username filter matches, when there are at most [`MERGE_CUSTOMERS`] of them.
+async fn few_matching_customers(db: &Db, f: &Filter) -> Result<Option<Vec<Uuid>>, StoreError> {
+    let Some((condition, arg)) = username_condition(f) else {
+        return Ok(None);
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT f.id FROM users f WHERE {} LIMIT {}",
+        condition.replace('?', "$1"),
+        MERGE_CUSTOMERS + 1
+    ));
+    let ids: Vec<Uuid> =
+        on_pool!(db, pool => bind_all!(sqlx::query_scalar(sql), [&arg]).fetch_all(pool).await)?;
+    Ok((ids.len() <= MERGE_CUSTOMERS).then_some(ids))
+}
+
+/// A page over a few customers' orders: each customer's newest `limit` through the
+/// `(shop_id, customer_id, ...)` indexes, merged, so the cost follows the page size and not how
+/// many orders the customers have.
+async fn merged_page(
+    db: &Db,
+    scope: ShopScope,
+    f: &Filter,
+    customers: &[Uuid],
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<OrderRow>, StoreError> {
+    if customers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = Vec::new();
+    let mut branches = Vec::with_capacity(customers.len());
+    for (i, c) in customers.iter().enumerate() {
+        let one = Filter {
+            customer: Some(UserId(*c)),
+            username_exact: None,
+            username_contains: None,
+            ..f.clone()
+        };
+        let mut clause = where_clause(scope, &one, true, Users::Joined, &mut args);
+        if let Some(b) = before {
+            args.push(Arg::Id(b));
+            clause.push_str(&format!(" AND o.id < ${}", args.len()));
+        }
+        args.push(Arg::Int(limit));
+        branches.push(format!(
+            "SELECT id FROM (SELECT o.id FROM orders o{clause} ORDER BY o.id DESC LIMIT ${}) AS b{i}",
+            args.len()
+        ));
+    }
+    args.push(Arg::Id(scope.shop_id().0));
+    let shop = args.len();
+    args.push(Arg::Int(limit));
+    let sql = sqlx::AssertSqlSafe(format!(
+        "{ORDER_SELECT} WHERE o.shop_id = ${shop} AND o.id IN ({}) ORDER BY o.id DESC LIMIT ${}",
+        branches.join(" UNION ALL "),
+        args.len()
+    ));
+    Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
+}
+
+/// Orders per status under the filter (its status ignored), for tab counts. Without a date range
+/// they are read from `order_counts`, which triggers keep per customer, so a customer's tabs and
+/// a username search cost a few rows whatever the number of orders.
 pub async fn counts(
     db: &Db,
     scope: ShopScope,
     f: &Filter,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    let (clause, args) = where_clause(scope, f, false);
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT o.status, count(*){}{clause} GROUP BY o.status",
-        from_tables(f)
-    ));
+    let mut args = Vec::new();
+    let clause = where_clause(scope, f, false, Users::Joined, &mut args);
+    let by_customer = f.customer.is_some() || username_condition(f).is_some();
+    let sql = if f.from.is_some() || f.to.is_some() {
+        format!(
+            "SELECT o.status, count(*){}{clause} GROUP BY o.status",
+            from_tables(f)
+        )
+    } else if by_customer {
+        let from = if username_condition(f).is_some() {
+            " FROM users f CROSS JOIN order_counts o"
+        } else {
+            " FROM order_counts o"
+        };
+        format!("SELECT o.status, CAST(sum(o.n) AS BIGINT){from}{clause} GROUP BY o.status")
+    } else {
+        // Every customer's counts, and the orders without a customer counted directly.
+        format!(
+            "SELECT status, CAST(sum(n) AS BIGINT) FROM (\
+             SELECT o.status, o.n FROM order_counts o{clause} \
+             UNION ALL SELECT o.status, count(*) AS n FROM orders o{clause} AND o.customer_id IS NULL GROUP BY o.status\
+             ) AS c GROUP BY status"
+        )
+    };
+    let sql = sqlx::AssertSqlSafe(sql);
     Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
 }
 
@@ -608,14 +825,21 @@ pub async fn items_for(
         #[sqlx(flatten)]
         item: ItemRow,
     }
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    // The id range as well as the list: it gives planners an index range to walk. With the list
+    // alone, PostgreSQL estimates a scan of the whole table cheaper than a thousand lookups and
+    // reads every line of the shop for each page.
+    let (lowest, highest) = ids
+        .iter()
+        .fold((ids[0], ids[0]), |(lo, hi), id| (lo.min(*id), hi.max(*id)));
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT order_id, position, item_name, quantity, product_ref, variant_ref, unit_price_minor, currency \
-         FROM order_items WHERE shop_id = $1 AND order_id IN ({}) ORDER BY order_id, position",
+         FROM order_items WHERE shop_id = $1 AND order_id >= $2 AND order_id <= $3 AND order_id IN ({}) \
+         ORDER BY order_id, position",
         placeholders.join(", ")
     ));
     let rows: Vec<Row> = on_pool!(db, pool => {
-        let mut q = sqlx::query_as(sql).bind(scope.shop_id().0);
+        let mut q = sqlx::query_as(sql).bind(scope.shop_id().0).bind(lowest).bind(highest);
         for id in ids {
             q = q.bind(*id);
         }

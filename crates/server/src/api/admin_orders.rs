@@ -153,35 +153,35 @@ pub const CSV_HEADER: [&str; 16] = [
     "reason",
 ];
 
-fn csv_row(o: &OrderRow, items: &[&ItemRow]) -> Vec<String> {
-    let t = |v: Option<i64>| v.map(|x| Timestamp(x).to_rfc3339()).unwrap_or_default();
-    let s = |v: &Option<String>| v.clone().unwrap_or_default();
-    let lines: Vec<String> = items
-        .iter()
-        .map(|i| format!("{} x {}", i.quantity, i.item_name))
-        .collect();
+/// Appends one order as a record of [`CSV_HEADER`]'s columns.
+fn csv_row(out: &mut export::Records, o: &OrderRow, items: &[&ItemRow], lines: &mut String) {
+    use std::fmt::Write as _;
+    let id = |v: Option<Uuid>| v.map(|v| v.to_string()).unwrap_or_default();
+    let time = |v: Option<i64>| v.map(|x| Timestamp(x).to_rfc3339()).unwrap_or_default();
+    lines.clear();
+    for (n, i) in items.iter().enumerate() {
+        let sep = if n == 0 { "" } else { "; " };
+        let _ = write!(lines, "{sep}{} x {}", i.quantity, i.item_name);
+    }
     let count: i64 = items.iter().map(|i| i64::from(i.quantity)).sum();
-    [
-        o.id.to_string(),
-        Timestamp(o.created_at).to_rfc3339(),
-        Timestamp(o.updated_at).to_rfc3339(),
-        o.status.clone(),
-        o.customer_id.map(|c| c.to_string()).unwrap_or_default(),
-        s(&o.customer_username),
-        o.source.clone(),
-        s(&o.external_id),
-        lines.join("; "),
-        count.to_string(),
-        s(&o.notes),
-        s(&o.currency),
-        o.total_minor.map(|x| x.to_string()).unwrap_or_default(),
-        t(o.decided_at),
-        o.decided_by.map(|c| c.to_string()).unwrap_or_default(),
-        s(&o.reason),
-    ]
-    .into_iter()
-    .map(export::neutralise)
-    .collect()
+    out.push([
+        id(Some(o.id)).as_str(),
+        &time(Some(o.created_at)),
+        &time(Some(o.updated_at)),
+        &o.status,
+        &id(o.customer_id),
+        o.customer_username.as_deref().unwrap_or(""),
+        &o.source,
+        o.external_id.as_deref().unwrap_or(""),
+        lines,
+        &count.to_string(),
+        o.notes.as_deref().unwrap_or(""),
+        o.currency.as_deref().unwrap_or(""),
+        &o.total_minor.map(|x| x.to_string()).unwrap_or_default(),
+        &time(o.decided_at),
+        &id(o.decided_by),
+        o.reason.as_deref().unwrap_or(""),
+    ]);
 }
 
 /// Rows fetched per database round trip while exporting; memory stays flat at any size.
@@ -240,17 +240,16 @@ pub async fn export(
             for (id, item) in &items {
                 by_order.entry(*id).or_default().push(item);
             }
-            let mut chunk = Vec::new();
+            let mut chunk = export::Records::default();
+            let mut scratch = String::new();
             for o in &rows {
-                chunk.extend(export::record(&csv_row(
-                    o,
-                    by_order.get(&o.id).map_or(&[][..], Vec::as_slice),
-                )));
+                let lines = by_order.get(&o.id).map_or(&[][..], Vec::as_slice);
+                csv_row(&mut chunk, o, lines, &mut scratch);
             }
             let last = rows.last().map(|r| r.id);
             let finished = i64::try_from(rows.len()).unwrap_or(0) < EXPORT_PAGE;
             Some((
-                Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk)),
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk.into_bytes())),
                 (last, finished),
             ))
         }

@@ -18,11 +18,12 @@ use shopkeep_domain::accounts::Scope;
 use shopkeep_domain::orders::{self as rules, Action, Status};
 use shopkeep_domain::{Invalid, Timestamp, UserId, cursor};
 use shopkeep_jobs::{Enqueue, builtin};
-use shopkeep_store::ShopScope;
+use shopkeep_store::group::GroupCommit;
 use shopkeep_store::orders::{
-    self as store, Change, Created, Filter, FullOrder, IdempotencyKey, ItemRow, NewItem, NewOrder,
-    OrderRow, Transition,
+    self as store, Change, CreateRequest, Created, Filter, FullOrder, ItemRow, NewItem, NewOrder,
+    OrderRow, Transition, Written,
 };
+use shopkeep_store::{Db, Engine, ShopScope, StoreError};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -396,6 +397,18 @@ pub async fn create(
     Ok(res)
 }
 
+/// Creates orders through one writer task with group commit: on SQLite, every order placed while
+/// the previous batch commits goes into the next transaction, so one fsync serves them all.
+/// PostgreSQL takes concurrent transactions, and orders go straight to [`store::create_many`].
+pub type OrderWriter = GroupCommit<CreateRequest, Result<Written, StoreError>>;
+
+/// Starts the order writer for `db`.
+pub fn start_writer(db: Db) -> OrderWriter {
+    GroupCommit::start(db, |db, batch| {
+        Box::pin(async move { store::create_many(&db, batch).await })
+    })
+}
+
 /// Validates and stores a new order from `source` (`api` or `web`), honouring an idempotency
 /// key; gives the order and whether it was a replay of an earlier request.
 pub(crate) async fn place(
@@ -426,12 +439,25 @@ pub(crate) async fn place(
         actor_username: p.username.clone(),
     };
     let hash = sha256(&serde_json::to_vec(body).unwrap_or_default());
-    let idem = key.map(|k| IdempotencyKey {
-        user: p.user.unwrap_or(UserId(Uuid::nil())),
-        key: k,
-        request_hash: &hash,
-    });
-    match store::create(&state.db, p.scope, &new, idem, p.user, request_id).await? {
+    let request = CreateRequest {
+        scope: p.scope,
+        order: new,
+        idempotency: key.map(|k| {
+            (
+                p.user.unwrap_or(UserId(Uuid::nil())),
+                k.to_string(),
+                hash.to_vec(),
+            )
+        }),
+        actor: p.user,
+        request_id: request_id.to_string(),
+    };
+    let written = match state.db.engine() {
+        Engine::Sqlite => state.orders.write(request).await??,
+        Engine::Postgres => store::create_one(&state.db, request).await?,
+    };
+    let hash = key.map(|_| hash.as_slice());
+    match store::resolve(&state.db, p.scope, written, hash).await? {
         Created::New(full) => {
             publish(state, p, &full.order).await;
             Ok((full_out(*full), false))

@@ -10,6 +10,7 @@ mod jobs;
 mod jobs_process;
 mod load;
 mod orders;
+mod orders_store;
 mod process;
 mod schema;
 mod sessions;

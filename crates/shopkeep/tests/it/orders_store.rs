@@ -1,0 +1,364 @@
+//! The order store under the API: batched creates (group commit), the per-customer counts the
+//! triggers keep, and username searches, merged per customer or scanned, giving the same pages.
+
+use shopkeep_domain::UserId;
+use shopkeep_domain::accounts::Role;
+use shopkeep_store::orders::{
+    self as store, Change, CreateRequest, Filter, NewItem, NewOrder, Written,
+};
+use shopkeep_store::{Db, ShopScope, StoreError, accounts, on_pool};
+use uuid::Uuid;
+
+use crate::both_engines;
+use crate::harness::{Engine, spawn_app};
+
+both_engines!(
+    a_batch_commits_together_and_a_failing_create_is_undone_alone,
+    the_counts_per_customer_follow_every_create_and_change,
+    username_pages_are_the_same_merged_per_customer_or_scanned,
+);
+
+async fn customer(db: &Db, shop: Uuid, name: &str) -> UserId {
+    let user = accounts::create_user(
+        db,
+        &accounts::NewUser {
+            username: name.to_string(),
+            username_folded: name.to_lowercase(),
+            password_hash: "not-a-hash".into(),
+            email: None,
+            is_admin: false,
+            locale: "en".into(),
+            currency: "EUR".into(),
+            timezone: "UTC".into(),
+        },
+        Some((shopkeep_domain::ShopId(shop), Role::Customer)),
+    )
+    .await
+    .unwrap();
+    UserId(user.id)
+}
+
+fn request(scope: ShopScope, who: Option<UserId>, item: &str, key: Option<&str>) -> CreateRequest {
+    CreateRequest {
+        scope,
+        order: NewOrder {
+            customer: who,
+            notes: None,
+            source: "api",
+            external_id: None,
+            items: vec![NewItem {
+                item_name: item.to_string(),
+                quantity: 1,
+                product_ref: None,
+                variant_ref: None,
+                unit_price_minor: None,
+                currency: None,
+            }],
+            currency: None,
+            total_minor: None,
+            customer_username: None,
+            actor_username: None,
+        },
+        idempotency: key.map(|k| {
+            (
+                who.unwrap_or(UserId(Uuid::nil())),
+                k.to_string(),
+                vec![1, 2, 3],
+            )
+        }),
+        actor: who,
+        request_id: "test".into(),
+    }
+}
+
+async fn setup(engine: Engine) -> (crate::harness::TestApp, ShopScope) {
+    let app = spawn_app(engine).await;
+    let shop = accounts::ensure_default_shop(&app.db).await.unwrap();
+    (app, ShopScope::verified(shopkeep_domain::ShopId(shop.id)))
+}
+
+async fn a_batch_commits_together_and_a_failing_create_is_undone_alone(engine: Engine) {
+    let (app, scope) = setup(engine).await;
+    let db = &app.db;
+    let ann = customer(db, scope.shop_id().0, "ann0001").await;
+    let ghost = UserId(Uuid::now_v7()); // no such user: the foreign key refuses the order
+    let batch = vec![
+        request(scope, Some(ann), "first", Some("k1")),
+        request(scope, Some(ghost), "refused", None),
+        request(scope, Some(ann), "retry of first", Some("k1")),
+        request(scope, Some(ann), "second", None),
+    ];
+    let out = store::create_many(db, batch).await.unwrap();
+    assert_eq!(out.len(), 4);
+    let Ok(Written::New(first)) = &out[0] else {
+        panic!("first: {:?}", out[0])
+    };
+    assert!(
+        matches!(
+            out[1],
+            Err(StoreError::Other(_)) | Err(StoreError::Conflict(_))
+        ),
+        "{:?}",
+        out[1]
+    );
+    // The same key in the same batch sees the first claim, as a later request would.
+    match &out[2] {
+        Ok(Written::KeyTaken {
+            order_id,
+            request_hash,
+        }) => {
+            assert_eq!(*order_id, first.order.id);
+            assert_eq!(request_hash, &vec![1, 2, 3]);
+        }
+        other => panic!("retry: {other:?}"),
+    }
+    let Ok(Written::New(second)) = &out[3] else {
+        panic!("second: {:?}", out[3])
+    };
+    // The refused order left nothing behind; the others are stored with their lines and events.
+    let stored: Vec<(Uuid,)> = on_pool!(db, pool => sqlx::query_as("SELECT id FROM orders ORDER BY id")
+        .fetch_all(pool).await.unwrap());
+    assert_eq!(stored, vec![(first.order.id,), (second.order.id,)]);
+    for table in ["order_items", "order_events", "outbox"] {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"));
+        let n: i64 = on_pool!(db, pool => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap());
+        assert_eq!(n, 2, "{table}");
+    }
+    let replay = store::resolve(
+        db,
+        scope,
+        out[2].as_ref().unwrap().clone(),
+        Some(&[1, 2, 3]),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(replay, store::Created::Replayed(o) if o.id == first.order.id));
+    let reused = store::resolve(db, scope, out[2].as_ref().unwrap().clone(), Some(&[9]))
+        .await
+        .unwrap();
+    assert!(matches!(reused, store::Created::KeyReused));
+}
+
+/// `order_counts` against a count of the orders themselves.
+async fn assert_counts_match(db: &Db) {
+    let kept: Vec<(Uuid, String, i64)> = on_pool!(db, pool => sqlx::query_as(
+        "SELECT customer_id, status, n FROM order_counts WHERE n <> 0 ORDER BY customer_id, status")
+        .fetch_all(pool).await.unwrap());
+    let counted: Vec<(Uuid, String, i64)> = on_pool!(db, pool => sqlx::query_as(
+        "SELECT customer_id, status, count(*) FROM orders WHERE customer_id IS NOT NULL \
+         GROUP BY customer_id, status ORDER BY customer_id, status")
+        .fetch_all(pool).await.unwrap());
+    assert_eq!(kept, counted);
+}
+
+async fn the_counts_per_customer_follow_every_create_and_change(engine: Engine) {
+    let (app, scope) = setup(engine).await;
+    let db = &app.db;
+    let shop = scope.shop_id().0;
+    let (bea, cy) = (
+        customer(db, shop, "bea0001").await,
+        customer(db, shop, "cy00001").await,
+    );
+    let mut ids = Vec::new();
+    for (i, who) in [Some(bea), Some(bea), Some(cy), None, Some(bea), Some(cy)]
+        .into_iter()
+        .enumerate()
+    {
+        let out = store::create_many(db, vec![request(scope, who, &format!("tea {i}"), None)])
+            .await
+            .unwrap();
+        let Ok(Written::New(o)) = &out[0] else {
+            panic!("{:?}", out[0])
+        };
+        ids.push(o.order.id);
+    }
+    assert_counts_match(db).await;
+    for (id, from, to) in [
+        (ids[0], "PENDING", "APPROVED"),
+        (ids[1], "PENDING", "REJECTED"),
+        (ids[2], "PENDING", "CANCELLED"),
+        (ids[3], "PENDING", "APPROVED"),
+    ] {
+        let change = Change {
+            from,
+            to,
+            decision: to != "CANCELLED",
+            actor: bea,
+            reason: None,
+            request_id: "test",
+            event_type: "order.changed",
+            jobs: &[],
+        };
+        assert!(matches!(
+            store::transition(db, scope, id, &change).await.unwrap(),
+            store::Transition::Done(_)
+        ));
+    }
+    assert_counts_match(db).await;
+    // What the lists show: a customer's tabs, a username search, the whole shop.
+    let counts = |f: Filter| async move {
+        let mut c = store::counts(db, scope, &f).await.unwrap();
+        c.retain(|(_, n)| *n != 0);
+        c.sort();
+        c
+    };
+    let s = |v: &[(&str, i64)]| {
+        v.iter()
+            .map(|(a, n)| (a.to_string(), *n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        counts(Filter {
+            customer: Some(bea),
+            ..Filter::default()
+        })
+        .await,
+        s(&[("APPROVED", 1), ("PENDING", 1), ("REJECTED", 1)])
+    );
+    assert_eq!(
+        counts(Filter {
+            username_contains: Some("y0".into()),
+            ..Filter::default()
+        })
+        .await,
+        s(&[("CANCELLED", 1), ("PENDING", 1)])
+    );
+    assert_eq!(
+        counts(Filter::default()).await,
+        s(&[
+            ("APPROVED", 2),
+            ("CANCELLED", 1),
+            ("PENDING", 2),
+            ("REJECTED", 1)
+        ])
+    );
+    // A status filter does not change the tab counts; a date range counts the orders themselves.
+    assert_eq!(
+        counts(Filter {
+            username_exact: Some("bea0001".into()),
+            status: Some("PENDING".into()),
+            ..Filter::default()
+        })
+        .await,
+        s(&[("APPROVED", 1), ("PENDING", 1), ("REJECTED", 1)])
+    );
+    assert_eq!(
+        counts(Filter {
+            username_exact: Some("bea0001".into()),
+            from: Some(0),
+            ..Filter::default()
+        })
+        .await,
+        s(&[("APPROVED", 1), ("PENDING", 1), ("REJECTED", 1)])
+    );
+}
+
+/// Every page of `f`, `limit` at a time, as ids.
+async fn all_pages(db: &Db, scope: ShopScope, f: &Filter, limit: i64) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store::list(db, scope, f, before, limit).await.unwrap();
+        ids.extend(page.iter().map(|o| o.id));
+        if page.len() < usize::try_from(limit).unwrap() {
+            return ids;
+        }
+        before = page.last().map(|o| o.id);
+    }
+}
+
+async fn username_pages_are_the_same_merged_per_customer_or_scanned(engine: Engine) {
+    let (app, scope) = setup(engine).await;
+    let db = &app.db;
+    let shop = scope.shop_id().0;
+    // 70 customers (more than are merged per customer) and one whose name matches nothing else.
+    let mut customers = Vec::new();
+    for i in 0..70 {
+        customers.push((
+            format!("buyer{i:03}"),
+            customer(db, shop, &format!("Buyer{i:03}")).await,
+        ));
+    }
+    let other = customer(db, shop, "zed0001").await;
+    // Orders in batches, spread unevenly: customer i gets i % 4 orders.
+    let mut placed: Vec<(Uuid, String)> = Vec::new();
+    let mut batch = Vec::new();
+    for round in 0..3 {
+        for (name, id) in &customers {
+            let n: usize = name[5..].parse().unwrap();
+            if round < n % 4 {
+                batch.push((name.clone(), request(scope, Some(*id), "tea", None)));
+            }
+        }
+        batch.push(("zed0001".into(), request(scope, Some(other), "tea", None)));
+    }
+    let (names, requests): (Vec<String>, Vec<CreateRequest>) = batch.into_iter().unzip();
+    for (name, out) in names
+        .into_iter()
+        .zip(store::create_many(db, requests).await.unwrap())
+    {
+        let Ok(Written::New(o)) = out else {
+            panic!("{out:?}")
+        };
+        placed.push((o.order.id, name));
+    }
+    placed.sort_by_key(|p| std::cmp::Reverse(p.0));
+    let expect = |pred: &dyn Fn(&str) -> bool| -> Vec<Uuid> {
+        placed
+            .iter()
+            .filter(|(_, n)| pred(n))
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    let search = |text: &str| Filter {
+        username_contains: Some(text.into()),
+        ..Filter::default()
+    };
+    // 10 customers match "buyer01" (merged), all 70 match "uyer0" (scanned), one matches exactly.
+    for limit in [1, 3, 20] {
+        assert_eq!(
+            all_pages(db, scope, &search("buyer01"), limit).await,
+            expect(&|n| n.contains("buyer01")),
+            "buyer01, limit {limit}"
+        );
+        assert_eq!(
+            all_pages(db, scope, &search("uyer0"), limit).await,
+            expect(&|n| n.contains("uyer0")),
+            "uyer0, limit {limit}"
+        );
+        let exact = Filter {
+            username_exact: Some("buyer003".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            all_pages(db, scope, &exact, limit).await,
+            expect(&|n| n == "buyer003"),
+            "exact, limit {limit}"
+        );
+    }
+    assert!(all_pages(db, scope, &search("nobody"), 5).await.is_empty());
+    // A status filter applies on both paths.
+    let first = placed
+        .iter()
+        .find(|(_, n)| n.starts_with("buyer01"))
+        .unwrap()
+        .0;
+    let approve = Change {
+        from: "PENDING",
+        to: "APPROVED",
+        decision: true,
+        actor: other,
+        reason: None,
+        request_id: "test",
+        event_type: "order.approved",
+        jobs: &[],
+    };
+    store::transition(db, scope, first, &approve).await.unwrap();
+    for text in ["buyer01", "uyer"] {
+        let f = Filter {
+            status: Some("APPROVED".into()),
+            ..search(text)
+        };
+        assert_eq!(all_pages(db, scope, &f, 2).await, vec![first], "{text}");
+    }
+}
