@@ -58,6 +58,9 @@ pub struct DbOptions {
     pub sqlite_sync: SqliteSync,
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged before it is handed out.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// SQLite: the pool, and an in-process lock that lets one write transaction run at a time.
 ///
 /// SQLite allows one writer; without the lock, concurrent writers poll the file lock in the
@@ -111,6 +114,18 @@ impl Db {
                 let pool = PgPoolOptions::new()
                     .max_connections(opts.max_connections)
                     .acquire_timeout(opts.acquire_timeout)
+                    // A ping on every checkout is a round trip per query. Only a connection that
+                    // sat idle for a while is checked; under load, a connection broken by a
+                    // server restart fails its query (503) and is closed.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PING_IDLE_AFTER {
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(connect)
                     .await
                     .with_context(|| {
@@ -151,6 +166,9 @@ impl Db {
         let pool = SqlitePoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(opts.acquire_timeout)
+            // The database is in this process: there is no peer to lose, and a ping per checkout
+            // would be one more trip to the connection's worker thread for every query.
+            .test_before_acquire(false)
             .after_release(|conn, _| {
                 Box::pin(async move {
                     // A connection still inside a transaction when it comes back (its ROLLBACK

@@ -2,6 +2,7 @@
 
 use shopkeep_domain::time::MICROS_PER_DAY;
 use shopkeep_domain::{Timestamp, UserId};
+use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use crate::{Db, ShopScope, StoreError, on_pool};
@@ -152,9 +153,17 @@ pub enum Created {
     KeyReused,
 }
 
-const ORDER_SELECT: &str = "SELECT o.id, o.customer_id, u.username AS customer_username, o.status, o.notes, o.source, \
-     o.external_id, o.currency, o.total_minor, o.created_at, o.updated_at, o.decided_at, o.decided_by, o.reason \
-     FROM orders o LEFT JOIN users u ON u.id = o.customer_id";
+macro_rules! order_columns {
+    () => {
+        "SELECT o.id, o.customer_id, u.username AS customer_username, o.status, o.notes, o.source, \
+         o.external_id, o.currency, o.total_minor, o.created_at, o.updated_at, o.decided_at, o.decided_by, o.reason"
+    };
+}
+const ORDER_COLUMNS: &str = order_columns!();
+const ORDER_SELECT: &str = concat!(
+    order_columns!(),
+    " FROM orders o LEFT JOIN users u ON u.id = o.customer_id"
+);
 
 /// The tables a filtered count reads. A username filter starts from the matching users and
 /// reaches their orders through the `(shop_id, customer_id, ...)` indexes; `CROSS JOIN` makes
@@ -287,17 +296,165 @@ pub async fn create_many(
     db: &Db,
     batch: Vec<CreateRequest>,
 ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
-    let savepoints = batch.len() > 1;
     let write = db.write_lock().await;
-    let out = on_pool!(db, pool => async {
+    let stamps: Vec<Stamp> = batch
+        .iter()
+        .map(|_| Stamp {
+            id: Uuid::now_v7(),
+            event_id: Uuid::now_v7(),
+            now: Timestamp::now().0,
+        })
+        .collect();
+    if batch.len() > 1 {
+        match insert_together(db, &batch, &stamps).await {
+            Ok(claims) => {
+                drop(write);
+                return Ok(batch
+                    .into_iter()
+                    .zip(stamps)
+                    .zip(claims)
+                    .map(|((r, st), claim)| {
+                        Ok(match claim {
+                            None => Written::New(Box::new(written(r, st.id, st.event_id, st.now))),
+                            Some((order_id, request_hash)) => Written::KeyTaken {
+                                order_id,
+                                request_hash,
+                            },
+                        })
+                    })
+                    .collect());
+            }
+            // One of them (or the database) failed: each goes alone below, in a savepoint.
+            Err(e) => {
+                tracing::debug!(error = %e, orders = batch.len(), "a batch of orders failed together; writing them one by one")
+            }
+        }
+    }
+    let out = create_each(db, batch, stamps).await;
+    drop(write);
+    out
+}
+
+/// Ids and time of one order being created.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    id: Uuid,
+    event_id: Uuid,
+    now: i64,
+}
+
+/// Rows per multi-row `INSERT`, well inside both engines' limits on bound parameters.
+const ROWS_PER_INSERT: usize = 400;
+
+/// Claims the batch's idempotency keys, then writes every order whose key was free with one
+/// multi-row `INSERT` per table, all in one transaction. Gives, per request, the first order and
+/// request hash of a key already taken. Any failure fails the whole batch.
+async fn insert_together(
+    db: &Db,
+    batch: &[CreateRequest],
+    stamps: &[Stamp],
+) -> Result<Vec<Option<(Uuid, Vec<u8>)>>, StoreError> {
+    macro_rules! body {
+        ($pool:expr, $db:ty) => {{
+            let mut tx = $pool.begin().await?;
+            let mut claims = Vec::with_capacity(batch.len());
+            for (r, st) in batch.iter().zip(stamps) {
+                let Some((user, key, hash)) = &r.idempotency else {
+                    claims.push(None);
+                    continue;
+                };
+                let shop = r.scope.shop_id().0;
+                let claimed = sqlx::query(
+                    "INSERT INTO idempotency_keys (shop_id, user_id, key, request_hash, order_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+                    .bind(shop).bind(user.0).bind(key).bind(hash).bind(st.id).bind(st.now)
+                    .execute(&mut *tx).await?.rows_affected();
+                claims.push(if claimed == 0 {
+                    Some(sqlx::query_as::<_, (Uuid, Vec<u8>)>(
+                        "SELECT order_id, request_hash FROM idempotency_keys WHERE shop_id = $1 AND user_id = $2 AND key = $3")
+                        .bind(shop).bind(user.0).bind(key).fetch_one(&mut *tx).await?)
+                } else {
+                    None
+                });
+            }
+            let new: Vec<(&CreateRequest, &Stamp)> = batch
+                .iter()
+                .zip(stamps)
+                .zip(&claims)
+                .filter(|(_, claim)| claim.is_none())
+                .map(|(pair, _)| pair)
+                .collect();
+            for chunk in new.chunks(ROWS_PER_INSERT) {
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                    "INSERT INTO orders (shop_id, id, customer_id, status, notes, source, external_id, currency, total_minor, created_at, updated_at) ");
+                q.push_values(chunk, |mut row, (r, st)| {
+                    let o = &r.order;
+                    row.push_bind(r.scope.shop_id().0).push_bind(st.id).push_bind(o.customer.map(|c| c.0))
+                        .push_bind("PENDING").push_bind(o.notes.clone()).push_bind(o.source)
+                        .push_bind(o.external_id.clone()).push_bind(o.currency.clone()).push_bind(o.total_minor)
+                        .push_bind(st.now).push_bind(st.now);
+                });
+                q.build().execute(&mut *tx).await?;
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                    "INSERT INTO order_events (shop_id, id, order_id, from_status, to_status, actor_id, reason, request_id, created_at) ");
+                q.push_values(chunk, |mut row, (r, st)| {
+                    row.push_bind(r.scope.shop_id().0).push_bind(st.event_id).push_bind(st.id)
+                        .push_bind(None::<String>).push_bind("PENDING").push_bind(r.actor.map(|a| a.0))
+                        .push_bind(None::<String>).push_bind(r.request_id.clone()).push_bind(st.now);
+                });
+                q.build().execute(&mut *tx).await?;
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                    "INSERT INTO outbox (id, shop_id, event_type, resource_id, payload, created_at) ");
+                q.push_values(chunk, |mut row, (r, st)| {
+                    let shop = r.scope.shop_id().0;
+                    row.push_bind(Uuid::now_v7()).push_bind(shop).push_bind("order.created")
+                        .push_bind(st.id.to_string())
+                        .push_bind(outbox_payload("order.created", shop, st.id, "PENDING", r.order.customer.map(|c| c.0), st.now))
+                        .push_bind(st.now);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            let lines: Vec<(&CreateRequest, &Stamp, usize, &NewItem)> = new
+                .iter()
+                .flat_map(|(r, st)| r.order.items.iter().enumerate().map(move |(i, item)| (*r, *st, i, item)))
+                .collect();
+            for chunk in lines.chunks(ROWS_PER_INSERT) {
+                let mut q: QueryBuilder<$db> = QueryBuilder::new(
+                    "INSERT INTO order_items (shop_id, order_id, position, item_name, quantity, product_ref, variant_ref, unit_price_minor, currency) ");
+                q.push_values(chunk, |mut row, (r, st, i, item)| {
+                    row.push_bind(r.scope.shop_id().0).push_bind(st.id).push_bind(i32::try_from(*i).unwrap_or(i32::MAX))
+                        .push_bind(item.item_name.clone()).push_bind(item.quantity).push_bind(item.product_ref.clone())
+                        .push_bind(item.variant_ref.clone()).push_bind(item.unit_price_minor).push_bind(item.currency.clone());
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(claims)
+        }};
+    }
+    match db {
+        Db::Sqlite(s) => body!(s.pool, sqlx::Sqlite),
+        Db::Postgres(pool) => body!(pool, sqlx::Postgres),
+    }
+}
+
+/// Writes the requests one after another in one transaction, each in a savepoint when there are
+/// several, so one that fails is undone alone.
+async fn create_each(
+    db: &Db,
+    batch: Vec<CreateRequest>,
+    stamps: Vec<Stamp>,
+) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+    let savepoints = batch.len() > 1;
+    on_pool!(db, pool => async {
         let mut tx = pool.begin().await?;
         let mut out = Vec::with_capacity(batch.len());
-        for r in batch {
+        for (r, st) in batch.into_iter().zip(stamps) {
             if savepoints {
                 sqlx::query("SAVEPOINT order_create").execute(&mut *tx).await?;
             }
             let shop = r.scope.shop_id().0;
-            let (id, event_id, now) = (Uuid::now_v7(), Uuid::now_v7(), Timestamp::now().0);
+            let Stamp { id, event_id, now } = st;
             let o = &r.order;
             let attempt: Result<Option<(Uuid, Vec<u8>)>, sqlx::Error> = async {
                 if let Some((user, key, hash)) = &r.idempotency {
@@ -361,9 +518,7 @@ pub async fn create_many(
         }
         tx.commit().await?;
         Ok::<_, StoreError>(out)
-    }.await)?;
-    drop(write);
-    Ok(out)
+    }.await)
 }
 
 /// The order a request created, from what was written.
@@ -679,7 +834,7 @@ async fn few_matching_customers(db: &Db, f: &Filter) -> Result<Option<Vec<Uuid>>
 
 /// A page over a few customers' orders: each customer's newest `limit` through the
 /// `(shop_id, customer_id, ...)` indexes, merged, so the cost follows the page size and not how
-/// many orders the customers have.
+/// many orders the customers have. SQLite reads them with one `UNION ALL` branch per customer.
 async fn merged_page(
     db: &Db,
     scope: ShopScope,
@@ -690,6 +845,36 @@ async fn merged_page(
 ) -> Result<Vec<OrderRow>, StoreError> {
     if customers.is_empty() {
         return Ok(Vec::new());
+    }
+    if let Db::Postgres(pool) = db {
+        // One statement whatever the number of customers, so its plan is prepared once: each
+        // customer's newest orders through a lateral subquery over the array of their ids.
+        let rest = Filter {
+            customer: None,
+            username_exact: None,
+            username_contains: None,
+            ..f.clone()
+        };
+        let mut args = Vec::new();
+        let mut clause = where_clause(scope, &rest, true, Users::Joined, &mut args);
+        clause.push_str(" AND o.customer_id = c.id");
+        if let Some(b) = before {
+            args.push(Arg::Id(b));
+            clause.push_str(&format!(" AND o.id < ${}", args.len()));
+        }
+        args.push(Arg::Int(limit));
+        let limit_at = args.len();
+        let sql = sqlx::AssertSqlSafe(format!(
+            "{ORDER_COLUMNS} FROM unnest(${}::uuid[]) AS c (id) \
+             CROSS JOIN LATERAL (SELECT o.id FROM orders o{clause} ORDER BY o.id DESC LIMIT ${limit_at}) AS page \
+             JOIN orders o ON o.shop_id = $1 AND o.id = page.id LEFT JOIN users u ON u.id = o.customer_id \
+             ORDER BY o.id DESC LIMIT ${limit_at}",
+            args.len() + 1
+        ));
+        return Ok(bind_all!(sqlx::query_as(sql), &args)
+            .bind(customers)
+            .fetch_all(pool)
+            .await?);
     }
     let mut args = Vec::new();
     let mut branches = Vec::with_capacity(customers.len());

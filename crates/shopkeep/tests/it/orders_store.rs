@@ -14,6 +14,7 @@ use crate::harness::{Engine, spawn_app};
 
 both_engines!(
     a_batch_commits_together_and_a_failing_create_is_undone_alone,
+    a_batch_without_failures_stores_every_order_line_event_and_outbox_row,
     the_counts_per_customer_follow_every_create_and_change,
     username_pages_are_the_same_merged_per_customer_or_scanned,
 );
@@ -361,4 +362,90 @@ async fn username_pages_are_the_same_merged_per_customer_or_scanned(engine: Engi
         };
         assert_eq!(all_pages(db, scope, &f, 2).await, vec![first], "{text}");
     }
+}
+
+async fn a_batch_without_failures_stores_every_order_line_event_and_outbox_row(engine: Engine) {
+    let (app, scope) = setup(engine).await;
+    let db = &app.db;
+    let dora = customer(db, scope.shop_id().0, "dora001").await;
+    let mut batch = Vec::new();
+    for i in 0..5 {
+        let mut r = request(
+            scope,
+            Some(dora),
+            &format!("cup {i}"),
+            (i < 2).then_some("same-key"),
+        );
+        r.order.items.push(NewItem {
+            item_name: format!("saucer {i}"),
+            quantity: 2,
+            product_ref: Some("p-1".into()),
+            variant_ref: None,
+            unit_price_minor: Some(450),
+            currency: Some("EUR".into()),
+        });
+        r.order.notes = Some(format!("note {i}"));
+        batch.push(r);
+    }
+    let out = store::create_many(db, batch).await.unwrap();
+    let mut new = Vec::new();
+    for (i, o) in out.iter().enumerate() {
+        match o {
+            Ok(Written::New(full)) => new.push((i, full.order.id)),
+            Ok(Written::KeyTaken { order_id, .. }) => {
+                assert_eq!(i, 1, "only the repeated key is taken");
+                assert_eq!(
+                    *order_id,
+                    out[0]
+                        .as_ref()
+                        .map(|w| match w {
+                            Written::New(f) => f.order.id,
+                            _ => Uuid::nil(),
+                        })
+                        .unwrap()
+                );
+            }
+            Err(e) => panic!("{i}: {e}"),
+        }
+    }
+    assert_eq!(
+        new.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![0, 2, 3, 4]
+    );
+    for (i, id) in &new {
+        let full = store::get(db, scope, *id).await.unwrap().unwrap();
+        assert_eq!(
+            (full.status.as_str(), full.notes.clone()),
+            ("PENDING", Some(format!("note {i}")))
+        );
+        let lines = store::items(db, scope, *id).await.unwrap();
+        let shown: Vec<(i32, String, i32, Option<i64>)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.position,
+                    l.item_name.clone(),
+                    l.quantity,
+                    l.unit_price_minor,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (0, format!("cup {i}"), 1, None),
+                (1, format!("saucer {i}"), 2, Some(450))
+            ]
+        );
+        let events = store::events(db, scope, *id).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].to_status.as_str(), events[0].actor_id),
+            ("PENDING", Some(dora.0))
+        );
+    }
+    let outbox: i64 = on_pool!(db, pool => sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'order.created'")
+        .fetch_one(pool).await.unwrap());
+    assert_eq!(outbox, 4);
+    assert_counts_match(db).await;
 }
