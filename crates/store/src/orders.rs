@@ -1010,25 +1010,37 @@ pub async fn items_for(
         #[sqlx(flatten)]
         item: ItemRow,
     }
-    // The id range as well as the list: it gives planners an index range to walk. With the list
-    // alone, PostgreSQL estimates a scan of the whole table cheaper than a thousand lookups and
-    // reads every line of the shop for each page.
-    let (lowest, highest) = ids
-        .iter()
-        .fold((ids[0], ids[0]), |(lo, hi), id| (lo.min(*id), hi.max(*id)));
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT order_id, position, item_name, quantity, product_ref, variant_ref, unit_price_minor, currency \
-         FROM order_items WHERE shop_id = $1 AND order_id >= $2 AND order_id <= $3 AND order_id IN ({}) \
-         ORDER BY order_id, position",
-        placeholders.join(", ")
-    ));
-    let rows: Vec<Row> = on_pool!(db, pool => {
-        let mut q = sqlx::query_as(sql).bind(scope.shop_id().0).bind(lowest).bind(highest);
-        for id in ids {
-            q = q.bind(*id);
+    const COLUMNS: &str = "SELECT i.order_id, i.position, i.item_name, i.quantity, i.product_ref, \
+         i.variant_ref, i.unit_price_minor, i.currency";
+    let rows: Vec<Row> = match db {
+        // One array parameter, joined: a lookup per order. A list of bound ids would be tested
+        // against every line in the range one by one under a prepared statement's generic plan
+        // (only constant lists are hashed), and planned as a scan of every line of the shop.
+        Db::Postgres(pool) => {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "{COLUMNS} FROM unnest($2::uuid[]) AS p (id) \
+                 JOIN order_items i ON i.shop_id = $1 AND i.order_id = p.id ORDER BY i.order_id, i.position"
+            ));
+            sqlx::query_as(sql)
+                .bind(scope.shop_id().0)
+                .bind(ids)
+                .fetch_all(pool)
+                .await?
         }
-        q.fetch_all(pool).await
-    })?;
+        // SQLite looks each listed id up in the primary key.
+        Db::Sqlite(s) => {
+            let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = sqlx::AssertSqlSafe(format!(
+                "{COLUMNS} FROM order_items i WHERE i.shop_id = $1 AND i.order_id IN ({}) \
+                 ORDER BY i.order_id, i.position",
+                placeholders.join(", ")
+            ));
+            let mut q = sqlx::query_as(sql).bind(scope.shop_id().0);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.fetch_all(&s.pool).await?
+        }
+    };
     Ok(rows.into_iter().map(|r| (r.order_id, r.item)).collect())
 }
