@@ -864,11 +864,13 @@ async fn merged_page(
         }
         args.push(Arg::Int(limit));
         let limit_at = args.len();
+        // The page's ids first, then only their rows.
         let sql = sqlx::AssertSqlSafe(format!(
-            "{ORDER_COLUMNS} FROM unnest(${}::uuid[]) AS c (id) \
+            "{ORDER_COLUMNS} FROM (SELECT page.id FROM unnest(${}::uuid[]) AS c (id) \
              CROSS JOIN LATERAL (SELECT o.id FROM orders o{clause} ORDER BY o.id DESC LIMIT ${limit_at}) AS page \
-             JOIN orders o ON o.shop_id = $1 AND o.id = page.id LEFT JOIN users u ON u.id = o.customer_id \
-             ORDER BY o.id DESC LIMIT ${limit_at}",
+             ORDER BY page.id DESC LIMIT ${limit_at}) AS top \
+             JOIN orders o ON o.shop_id = $1 AND o.id = top.id LEFT JOIN users u ON u.id = o.customer_id \
+             ORDER BY o.id DESC",
             args.len() + 1
         ));
         return Ok(bind_all!(sqlx::query_as(sql), &args)
@@ -899,8 +901,9 @@ async fn merged_page(
     args.push(Arg::Id(scope.shop_id().0));
     let shop = args.len();
     args.push(Arg::Int(limit));
+    // The merged ids are cut to the page before any row is read.
     let sql = sqlx::AssertSqlSafe(format!(
-        "{ORDER_SELECT} WHERE o.shop_id = ${shop} AND o.id IN ({}) ORDER BY o.id DESC LIMIT ${}",
+        "{ORDER_SELECT} WHERE o.shop_id = ${shop} AND o.id IN ({} ORDER BY id DESC LIMIT ${}) ORDER BY o.id DESC",
         branches.join(" UNION ALL "),
         args.len()
     ));
