@@ -170,7 +170,7 @@ const ORDER_SELECT: &str = concat!(
 /// SQLite keep that order (PostgreSQL plans it as an inner join either way). Without it,
 /// planners may scan every order of the shop and test each against the user list.
 fn from_tables(f: &Filter) -> &'static str {
-    if username_condition(f).is_some() {
+    if has_username(f) {
         " FROM users f CROSS JOIN orders o"
     } else {
         " FROM orders o"
@@ -289,9 +289,10 @@ pub async fn resolve(
 }
 
 /// Creates orders in one transaction, each with its items, first event and outbox event: on
-/// SQLite one commit (one fsync) serves a whole batch. With more than one request, each runs in
-/// a savepoint, so one that fails is undone alone and gets its own error; a failed commit fails
-/// them all. Results come back in request order.
+/// SQLite one commit (one fsync) serves a whole batch. The batch is first written together; if
+/// that fails, it is written again with each request in a savepoint, so one that fails is undone
+/// alone and gets its own error. A failed commit fails them all. Results come back in request
+/// order.
 pub async fn create_many(
     db: &Db,
     batch: Vec<CreateRequest>,
@@ -305,34 +306,30 @@ pub async fn create_many(
             now: Timestamp::now().0,
         })
         .collect();
-    if batch.len() > 1 {
-        match insert_together(db, &batch, &stamps).await {
-            Ok(claims) => {
-                drop(write);
-                return Ok(batch
-                    .into_iter()
-                    .zip(stamps)
-                    .zip(claims)
-                    .map(|((r, st), claim)| {
-                        Ok(match claim {
-                            None => Written::New(Box::new(written(r, st.id, st.event_id, st.now))),
-                            Some((order_id, request_hash)) => Written::KeyTaken {
-                                order_id,
-                                request_hash,
-                            },
-                        })
-                    })
-                    .collect());
-            }
-            // One of them (or the database) failed: each goes alone below, in a savepoint.
-            Err(e) => {
-                tracing::debug!(error = %e, orders = batch.len(), "a batch of orders failed together; writing them one by one")
-            }
+    let claims = match write_batch(db, &batch, &stamps, false).await {
+        Ok(claims) => claims,
+        // One of several failed (or the database did): each goes alone, in a savepoint.
+        Err(e) if batch.len() > 1 => {
+            tracing::debug!(error = %e, orders = batch.len(), "a batch of orders failed together; writing them one by one");
+            write_batch(db, &batch, &stamps, true).await?
         }
-    }
-    let out = create_each(db, batch, stamps).await;
+        Err(e) => return Err(e),
+    };
     drop(write);
-    out
+    Ok(batch
+        .into_iter()
+        .zip(stamps)
+        .zip(claims)
+        .map(|((r, st), claim)| {
+            claim.map(|taken| match taken {
+                None => Written::New(Box::new(written(r, st.id, st.event_id, st.now))),
+                Some((order_id, request_hash)) => Written::KeyTaken {
+                    order_id,
+                    request_hash,
+                },
+            })
+        })
+        .collect())
 }
 
 /// Ids and time of one order being created.
@@ -346,17 +343,14 @@ struct Stamp {
 /// Rows per multi-row `INSERT`, well inside both engines' limits on bound parameters.
 const ROWS_PER_INSERT: usize = 400;
 
-/// Claims the batch's idempotency keys, then writes every order whose key was free with one
-/// multi-row `INSERT` per table, all in one transaction. Gives, per request, the first order and
-/// request hash of a key already taken. Any failure fails the whole batch.
-async fn insert_together(
-    db: &Db,
-    batch: &[CreateRequest],
-    stamps: &[Stamp],
-) -> Result<Vec<Option<(Uuid, Vec<u8>)>>, StoreError> {
-    macro_rules! body {
-        ($pool:expr, $db:ty) => {{
-            let mut tx = $pool.begin().await?;
+/// Claims the idempotency keys of `batch`, then writes every order whose key was free with one
+/// multi-row `INSERT` per table, in the transaction `$tx` (of engine `$db`). Gives, per request,
+/// the first order and request hash of a key already taken.
+macro_rules! insert_rows {
+    ($tx:expr, $db:ty, $batch:expr, $stamps:expr) => {
+        async {
+            let tx = $tx;
+            let (batch, stamps): (&[CreateRequest], &[Stamp]) = ($batch, $stamps);
             let mut claims = Vec::with_capacity(batch.len());
             for (r, st) in batch.iter().zip(stamps) {
                 let Some((user, key, hash)) = &r.idempotency else {
@@ -368,11 +362,11 @@ async fn insert_together(
                     "INSERT INTO idempotency_keys (shop_id, user_id, key, request_hash, order_id, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
                     .bind(shop).bind(user.0).bind(key).bind(hash).bind(st.id).bind(st.now)
-                    .execute(&mut *tx).await?.rows_affected();
+                    .execute(&mut **tx).await?.rows_affected();
                 claims.push(if claimed == 0 {
                     Some(sqlx::query_as::<_, (Uuid, Vec<u8>)>(
                         "SELECT order_id, request_hash FROM idempotency_keys WHERE shop_id = $1 AND user_id = $2 AND key = $3")
-                        .bind(shop).bind(user.0).bind(key).fetch_one(&mut *tx).await?)
+                        .bind(shop).bind(user.0).bind(key).fetch_one(&mut **tx).await?)
                 } else {
                     None
                 });
@@ -394,7 +388,7 @@ async fn insert_together(
                         .push_bind(o.external_id.clone()).push_bind(o.currency.clone()).push_bind(o.total_minor)
                         .push_bind(st.now).push_bind(st.now);
                 });
-                q.build().execute(&mut *tx).await?;
+                q.build().execute(&mut **tx).await?;
                 let mut q: QueryBuilder<$db> = QueryBuilder::new(
                     "INSERT INTO order_events (shop_id, id, order_id, from_status, to_status, actor_id, reason, request_id, created_at) ");
                 q.push_values(chunk, |mut row, (r, st)| {
@@ -402,7 +396,7 @@ async fn insert_together(
                         .push_bind(None::<String>).push_bind("PENDING").push_bind(r.actor.map(|a| a.0))
                         .push_bind(None::<String>).push_bind(r.request_id.clone()).push_bind(st.now);
                 });
-                q.build().execute(&mut *tx).await?;
+                q.build().execute(&mut **tx).await?;
                 let mut q: QueryBuilder<$db> = QueryBuilder::new(
                     "INSERT INTO outbox (id, shop_id, event_type, resource_id, payload, created_at) ");
                 q.push_values(chunk, |mut row, (r, st)| {
@@ -412,7 +406,7 @@ async fn insert_together(
                         .push_bind(outbox_payload("order.created", shop, st.id, "PENDING", r.order.customer.map(|c| c.0), st.now))
                         .push_bind(st.now);
                 });
-                q.build().execute(&mut *tx).await?;
+                q.build().execute(&mut **tx).await?;
             }
             let lines: Vec<(&CreateRequest, &Stamp, usize, &NewItem)> = new
                 .iter()
@@ -426,99 +420,65 @@ async fn insert_together(
                         .push_bind(item.item_name.clone()).push_bind(item.quantity).push_bind(item.product_ref.clone())
                         .push_bind(item.variant_ref.clone()).push_bind(item.unit_price_minor).push_bind(item.currency.clone());
                 });
-                q.build().execute(&mut *tx).await?;
+                q.build().execute(&mut **tx).await?;
             }
+            Ok::<_, sqlx::Error>(claims)
+        }
+        .await
+    };
+}
+
+/// Writes `batch` in one transaction: all together, where any failure fails the whole batch, or
+/// `alone`, each request in a savepoint, so one that fails is undone alone and gets its own error.
+/// A failed commit fails them all. Results come back in request order.
+async fn write_batch(
+    db: &Db,
+    batch: &[CreateRequest],
+    stamps: &[Stamp],
+    alone: bool,
+) -> Result<Vec<Result<Option<(Uuid, Vec<u8>)>, StoreError>>, StoreError> {
+    macro_rules! body {
+        ($pool:expr, $db:ty) => {{
+            let mut tx = $pool.begin().await?;
+            let out = if alone {
+                let mut out = Vec::with_capacity(batch.len());
+                for i in 0..batch.len() {
+                    sqlx::query("SAVEPOINT order_create")
+                        .execute(&mut *tx)
+                        .await?;
+                    match insert_rows!(&mut tx, $db, &batch[i..=i], &stamps[i..=i]) {
+                        Ok(mut claim) => {
+                            sqlx::query("RELEASE SAVEPOINT order_create")
+                                .execute(&mut *tx)
+                                .await?;
+                            out.push(Ok(claim.pop().flatten()));
+                        }
+                        Err(e) => {
+                            sqlx::query("ROLLBACK TO SAVEPOINT order_create")
+                                .execute(&mut *tx)
+                                .await?;
+                            sqlx::query("RELEASE SAVEPOINT order_create")
+                                .execute(&mut *tx)
+                                .await?;
+                            out.push(Err(StoreError::from(e)));
+                        }
+                    }
+                }
+                out
+            } else {
+                insert_rows!(&mut tx, $db, batch, stamps)?
+                    .into_iter()
+                    .map(Ok)
+                    .collect()
+            };
             tx.commit().await?;
-            Ok(claims)
+            Ok(out)
         }};
     }
     match db {
         Db::Sqlite(s) => body!(s.pool, sqlx::Sqlite),
         Db::Postgres(pool) => body!(pool, sqlx::Postgres),
     }
-}
-
-/// Writes the requests one after another in one transaction, each in a savepoint when there are
-/// several, so one that fails is undone alone.
-async fn create_each(
-    db: &Db,
-    batch: Vec<CreateRequest>,
-    stamps: Vec<Stamp>,
-) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
-    let savepoints = batch.len() > 1;
-    on_pool!(db, pool => async {
-        let mut tx = pool.begin().await?;
-        let mut out = Vec::with_capacity(batch.len());
-        for (r, st) in batch.into_iter().zip(stamps) {
-            if savepoints {
-                sqlx::query("SAVEPOINT order_create").execute(&mut *tx).await?;
-            }
-            let shop = r.scope.shop_id().0;
-            let Stamp { id, event_id, now } = st;
-            let o = &r.order;
-            let attempt: Result<Option<(Uuid, Vec<u8>)>, sqlx::Error> = async {
-                if let Some((user, key, hash)) = &r.idempotency {
-                    let claimed = sqlx::query(
-                        "INSERT INTO idempotency_keys (shop_id, user_id, key, request_hash, order_id, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
-                        .bind(shop).bind(user.0).bind(key).bind(hash).bind(id).bind(now)
-                        .execute(&mut *tx).await?.rows_affected();
-                    if claimed == 0 {
-                        let row: (Uuid, Vec<u8>) = sqlx::query_as(
-                            "SELECT order_id, request_hash FROM idempotency_keys WHERE shop_id = $1 AND user_id = $2 AND key = $3")
-                            .bind(shop).bind(user.0).bind(key).fetch_one(&mut *tx).await?;
-                        return Ok(Some(row));
-                    }
-                }
-                sqlx::query(
-                    "INSERT INTO orders (shop_id, id, customer_id, status, notes, source, external_id, currency, total_minor, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $9)")
-                    .bind(shop).bind(id).bind(o.customer.map(|c| c.0)).bind(&o.notes).bind(o.source).bind(&o.external_id)
-                    .bind(&o.currency).bind(o.total_minor).bind(now)
-                    .execute(&mut *tx).await?;
-                for (i, item) in o.items.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO order_items (shop_id, order_id, position, item_name, quantity, product_ref, variant_ref, unit_price_minor, currency) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                        .bind(shop).bind(id).bind(i32::try_from(i).unwrap_or(i32::MAX)).bind(&item.item_name).bind(item.quantity)
-                        .bind(&item.product_ref).bind(&item.variant_ref).bind(item.unit_price_minor).bind(&item.currency)
-                        .execute(&mut *tx).await?;
-                }
-                sqlx::query(
-                    "INSERT INTO order_events (shop_id, id, order_id, from_status, to_status, actor_id, reason, request_id, created_at) \
-                     VALUES ($1, $2, $3, NULL, 'PENDING', $4, NULL, $5, $6)")
-                    .bind(shop).bind(event_id).bind(id).bind(r.actor.map(|a| a.0)).bind(&r.request_id).bind(now)
-                    .execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO outbox (id, shop_id, event_type, resource_id, payload, created_at) VALUES ($1, $2, 'order.created', $3, $4, $5)")
-                    .bind(Uuid::now_v7()).bind(shop).bind(id.to_string())
-                    .bind(outbox_payload("order.created", shop, id, "PENDING", o.customer.map(|c| c.0), now)).bind(now)
-                    .execute(&mut *tx).await?;
-                Ok(None)
-            }.await;
-            match attempt {
-                Ok(None) => {
-                    if savepoints {
-                        sqlx::query("RELEASE SAVEPOINT order_create").execute(&mut *tx).await?;
-                    }
-                    out.push(Ok(Written::New(Box::new(written(r, id, event_id, now)))));
-                }
-                Ok(Some((order_id, request_hash))) => {
-                    if savepoints {
-                        sqlx::query("RELEASE SAVEPOINT order_create").execute(&mut *tx).await?;
-                    }
-                    out.push(Ok(Written::KeyTaken { order_id, request_hash }));
-                }
-                Err(e) if savepoints => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT order_create").execute(&mut *tx).await?;
-                    sqlx::query("RELEASE SAVEPOINT order_create").execute(&mut *tx).await?;
-                    out.push(Err(StoreError::from(e)));
-                }
-                Err(e) => return Err(StoreError::from(e)),
-            }
-        }
-        tx.commit().await?;
-        Ok::<_, StoreError>(out)
-    }.await)
 }
 
 /// The order a request created, from what was written.
@@ -756,6 +716,11 @@ fn where_clause(
     sql
 }
 
+/// Does the filter name a username (exact or partial)?
+fn has_username(f: &Filter) -> bool {
+    f.username_exact.is_some() || f.username_contains.is_some()
+}
+
 /// The username filter as a condition on `users f`, with its one argument.
 fn username_condition(f: &Filter) -> Option<(&'static str, Arg)> {
     if let Some(u) = &f.username_exact {
@@ -920,14 +885,13 @@ pub async fn counts(
 ) -> Result<Vec<(String, i64)>, StoreError> {
     let mut args = Vec::new();
     let clause = where_clause(scope, f, false, Users::Joined, &mut args);
-    let by_customer = f.customer.is_some() || username_condition(f).is_some();
     let sql = if f.from.is_some() || f.to.is_some() {
         format!(
             "SELECT o.status, count(*){}{clause} GROUP BY o.status",
             from_tables(f)
         )
-    } else if by_customer {
-        let from = if username_condition(f).is_some() {
+    } else if f.customer.is_some() || has_username(f) {
+        let from = if has_username(f) {
             " FROM users f CROSS JOIN order_counts o"
         } else {
             " FROM order_counts o"

@@ -397,15 +397,17 @@ pub async fn create(
     Ok(res)
 }
 
-/// Creates orders through one writer task with group commit: on SQLite, every order placed while
-/// the previous batch commits goes into the next transaction, so one fsync serves them all.
-/// PostgreSQL takes concurrent transactions, and orders go straight to [`store::create_many`].
+/// Creates orders through one writer task with group commit: every order placed while the
+/// previous batch commits goes into the next transaction, so one fsync serves them all.
 pub type OrderWriter = GroupCommit<CreateRequest, Result<Written, StoreError>>;
 
-/// Starts the order writer for `db`.
-pub fn start_writer(db: Db) -> OrderWriter {
-    GroupCommit::start(db, |db, batch| {
-        Box::pin(async move { store::create_many(&db, batch).await })
+/// Starts the order writer on SQLite. PostgreSQL gets none: it runs transactions side by side,
+/// and a single writer would make every create wait behind a batch stuck on an outage.
+pub fn start_writer(db: Db) -> Option<OrderWriter> {
+    (db.engine() == Engine::Sqlite).then(|| {
+        GroupCommit::start(db, |db, batch| {
+            Box::pin(async move { store::create_many(&db, batch).await })
+        })
     })
 }
 
@@ -452,9 +454,9 @@ pub(crate) async fn place(
         actor: p.user,
         request_id: request_id.to_string(),
     };
-    let written = match state.db.engine() {
-        Engine::Sqlite => state.orders.write(request).await??,
-        Engine::Postgres => store::create_one(&state.db, request).await?,
+    let written = match &state.orders {
+        Some(writer) => writer.write(request).await??,
+        None => store::create_one(&state.db, request).await?,
     };
     let hash = key.map(|_| hash.as_slice());
     match store::resolve(&state.db, p.scope, written, hash).await? {
