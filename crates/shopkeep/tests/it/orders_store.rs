@@ -16,6 +16,7 @@ both_engines!(
     a_batch_commits_together_and_a_failing_create_is_undone_alone,
     a_batch_without_failures_stores_every_order_line_event_and_outbox_row,
     the_counts_per_customer_follow_every_create_and_change,
+    the_counters_migration_counts_the_orders_already_there,
     username_pages_are_the_same_merged_per_customer_or_scanned,
 );
 
@@ -447,5 +448,65 @@ async fn a_batch_without_failures_stores_every_order_line_event_and_outbox_row(e
     let outbox: i64 = on_pool!(db, pool => sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'order.created'")
         .fetch_one(pool).await.unwrap());
     assert_eq!(outbox, 4);
+    assert_counts_match(db).await;
+}
+
+async fn the_counters_migration_counts_the_orders_already_there(engine: Engine) {
+    let (app, scope) = setup(engine).await;
+    let db = &app.db;
+    let (eve, fay) = (
+        customer(db, scope.shop_id().0, "eve0001").await,
+        customer(db, scope.shop_id().0, "fay0001").await,
+    );
+    let batch = [Some(eve), Some(eve), Some(fay), None]
+        .into_iter()
+        .map(|who| request(scope, who, "tea", None))
+        .collect();
+    let out = store::create_many(db, batch).await.unwrap();
+    let Ok(Written::New(first)) = &out[0] else {
+        panic!("{:?}", out[0])
+    };
+    let approve = Change {
+        from: "PENDING",
+        to: "APPROVED",
+        decision: true,
+        actor: fay,
+        reason: None,
+        request_id: "test",
+        event_type: "order.approved",
+        jobs: &[],
+    };
+    store::transition(db, scope, first.order.id, &approve)
+        .await
+        .unwrap();
+    // Back to the schema before the migration, with the orders kept.
+    let undo: &[&str] = match engine {
+        Engine::Sqlite => &[
+            "DROP TRIGGER order_counts_insert",
+            "DROP TRIGGER order_counts_update",
+            "DROP TRIGGER order_counts_delete",
+            "DROP TABLE order_counts",
+        ],
+        Engine::Postgres => &[
+            "DROP FUNCTION order_counts_track() CASCADE",
+            "DROP TABLE order_counts",
+        ],
+    };
+    for sql in undo {
+        on_pool!(db, pool => sqlx::query(sqlx::AssertSqlSafe(*sql)).execute(pool).await.map(|_| ()))
+            .unwrap();
+    }
+    on_pool!(db, pool => sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 20261202000007")
+        .execute(pool).await.map(|_| ()))
+    .unwrap();
+    db.migrate().await.unwrap();
+    let rows: i64 = on_pool!(db, pool => sqlx::query_scalar("SELECT count(*) FROM order_counts WHERE n > 0")
+        .fetch_one(pool).await.unwrap());
+    assert_eq!(rows, 3, "eve: pending and approved; fay: pending");
+    assert_counts_match(db).await;
+    // And the triggers are back.
+    store::create_many(db, vec![request(scope, Some(fay), "more tea", None)])
+        .await
+        .unwrap();
     assert_counts_match(db).await;
 }
