@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use shopkeep_domain::Timestamp;
-use shopkeep_store::jobs::{self as store, AfterFailure, Claimed, Failure, Finished};
+use shopkeep_store::jobs::{self as store, AfterFailure, ClaimRequest, Claimed, Failure, Finished};
 use shopkeep_store::{Db, StoreError};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,14 @@ const CANCEL_POLL: Duration = Duration::from_millis(400);
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 /// Finished-attempt counters are kept this long.
 const STATS_KEPT: i64 = 8 * 86_400_000_000;
+
+/// A queue loop's claim, made by the completer on SQLite (see [`Jobs::completer`]). The answer is
+/// `None` when the claim failed (the completer logs why).
+struct ClaimAsk {
+    queue: String,
+    limit: i64,
+    reply: oneshot::Sender<Option<Vec<Claimed>>>,
+}
 
 enum Outcome {
     Succeeded(Option<serde_json::Value>),
@@ -37,6 +45,15 @@ impl Jobs {
     /// another worker takes them.
     pub async fn run_workers(self, stop: CancellationToken) {
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Finished>();
+        // On SQLite the completer claims too, in its own transactions (one commit, one sync to
+        // disk, for both); PostgreSQL claims and completes in parallel.
+        let (ask_tx, ask_rx) = match self.inner.db {
+            Db::Sqlite(_) => {
+                let (tx, rx) = mpsc::unbounded_channel::<ClaimAsk>();
+                (Some(tx), Some(rx))
+            }
+            Db::Postgres(_) => (None, None),
+        };
         let claiming = CancellationToken::new();
         let mut loops = JoinSet::new();
         let runners = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
@@ -46,12 +63,14 @@ impl Jobs {
                 concurrency,
                 claiming.clone(),
                 done_tx.clone(),
+                ask_tx.clone(),
                 runners.clone(),
             ));
         }
         drop(done_tx);
+        drop(ask_tx);
         let background = CancellationToken::new();
-        let completer = tokio::spawn(self.clone().completer(done_rx));
+        let completer = tokio::spawn(self.clone().completer(done_rx, ask_rx));
         let renew = tokio::spawn(self.clone().renew_and_watch(background.clone()));
         let maint = tokio::spawn(self.clone().maintenance(background.clone()));
         let listen = tokio::spawn(self.clone().listen(background.clone()));
@@ -132,6 +151,7 @@ impl Jobs {
         concurrency: usize,
         stop: CancellationToken,
         done: mpsc::UnboundedSender<Finished>,
+        asks: Option<mpsc::UnboundedSender<ClaimAsk>>,
         runners: Arc<tokio::sync::Mutex<JoinSet<()>>>,
     ) {
         let sem = Arc::new(Semaphore::new(concurrency));
@@ -168,21 +188,41 @@ impl Jobs {
                 () = stop.cancelled() => return,
             };
             let want = (sem.available_permits() + 1).min(self.inner.opts.claim_batch.max(1));
-            let now = Timestamp::now().0;
-            let lease_until = now.saturating_add(micros(self.inner.opts.lease));
-            let claimed = store::claim(
-                &self.inner.db,
-                &queue,
-                &self.inner.owner,
-                i64::try_from(want).unwrap_or(1),
-                now,
-                lease_until,
-            )
-            .await;
+            let limit = i64::try_from(want).unwrap_or(1);
+            let claimed = match &asks {
+                Some(asks) => {
+                    let (reply, answer) = oneshot::channel();
+                    let ask = ClaimAsk {
+                        queue: queue.clone(),
+                        limit,
+                        reply,
+                    };
+                    match asks.send(ask) {
+                        Ok(()) => answer.await.ok().flatten(),
+                        Err(_) => None,
+                    }
+                }
+                None => {
+                    let now = Timestamp::now().0;
+                    let lease_until = now.saturating_add(micros(self.inner.opts.lease));
+                    store::claim(
+                        &self.inner.db,
+                        &queue,
+                        &self.inner.owner,
+                        limit,
+                        now,
+                        lease_until,
+                    )
+                    .await
+                    .inspect_err(
+                        |e| tracing::warn!(queue, error = %e, "claiming jobs failed; retrying"),
+                    )
+                    .ok()
+                }
+            };
             let jobs = match claimed {
-                Ok(j) => j,
-                Err(e) => {
-                    tracing::warn!(queue, error = %e, "claiming jobs failed; retrying");
+                Some(j) => j,
+                None => {
                     drop(first);
                     tokio::select! {
                         () = tokio::time::sleep(poll) => continue,
@@ -451,34 +491,127 @@ impl Jobs {
     }
 
     /// Records successes in batches: everything that finished while the previous batch was
-    /// being written goes into the next transaction.
-    async fn completer(self, mut rx: mpsc::UnboundedReceiver<Finished>) {
+    /// being written goes into the next transaction. On SQLite it also makes the queue loops'
+    /// claims (`asks`), in the transaction of the successes that are waiting, if any.
+    async fn completer(
+        self,
+        mut rx: mpsc::UnboundedReceiver<Finished>,
+        mut asks: Option<mpsc::UnboundedReceiver<ClaimAsk>>,
+    ) {
+        const MAX_BATCH: usize = 2000;
         let mut buf = Vec::with_capacity(1024);
+        let mut pending: Vec<ClaimAsk> = Vec::new();
         loop {
-            if rx.recv_many(&mut buf, 2000).await == 0 {
-                return;
-            }
-            let mut wait = Duration::from_millis(50);
-            loop {
-                let now = Timestamp::now().0;
-                match store::complete(
-                    &self.inner.db,
-                    &self.inner.owner,
-                    &buf,
-                    now,
-                    self.keep_until(now),
-                )
-                .await
-                {
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(jobs = buf.len(), error = %e, "recording finished jobs failed; retrying");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(2));
+            match asks.as_mut() {
+                None => {
+                    if rx.recv_many(&mut buf, MAX_BATCH).await == 0 {
+                        return;
+                    }
+                }
+                Some(a) => {
+                    let mut closed = false;
+                    tokio::select! {
+                        n = rx.recv_many(&mut buf, MAX_BATCH) => {
+                            // Closed: every queue loop (which holds a sender) and runner ended.
+                            if n == 0 {
+                                return;
+                            }
+                        }
+                        ask = a.recv() => match ask {
+                            Some(ask) => pending.push(ask),
+                            None => closed = true,
+                        },
+                    }
+                    while let Ok(ask) = a.try_recv() {
+                        pending.push(ask);
+                    }
+                    while buf.len() < MAX_BATCH
+                        && let Ok(f) = rx.try_recv()
+                    {
+                        buf.push(f);
+                    }
+                    if closed {
+                        asks = None;
                     }
                 }
             }
-            buf.clear();
+            if !pending.is_empty() {
+                self.claim_for(&mut pending, &mut buf).await;
+            }
+            if !buf.is_empty() {
+                self.record_successes(&buf).await;
+                buf.clear();
+            }
+        }
+    }
+
+    /// Answers the waiting claims, completing `done` in the same transaction; `done` is emptied
+    /// when that transaction commits, and kept for [`Self::record_successes`] when it fails.
+    async fn claim_for(&self, asks: &mut Vec<ClaimAsk>, done: &mut Vec<Finished>) {
+        let db = &self.inner.db;
+        let owner = &self.inner.owner;
+        let now = Timestamp::now().0;
+        let lease_until = now.saturating_add(micros(self.inner.opts.lease));
+        let requests: Vec<ClaimRequest> = asks
+            .iter()
+            .map(|a| ClaimRequest {
+                queue: a.queue.clone(),
+                limit: a.limit,
+            })
+            .collect();
+        match store::complete_and_claim(
+            db,
+            owner,
+            done,
+            &requests,
+            now,
+            self.keep_until(now),
+            lease_until,
+        )
+        .await
+        {
+            Ok((_, claimed)) => {
+                done.clear();
+                for (ask, jobs) in asks.drain(..).zip(claimed) {
+                    if let Err(Some(jobs)) = ask.reply.send(Some(jobs)) {
+                        // The loop that asked is gone: give its jobs back at once.
+                        let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id).collect();
+                        if let Err(e) = store::release(db, owner, &ids, now).await {
+                            tracing::warn!(jobs = ids.len(), error = %e, "giving back claimed jobs failed; their leases will expire");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(queues = asks.len(), error = %e, "claiming jobs failed; retrying");
+                for ask in asks.drain(..) {
+                    let _ = ask.reply.send(None);
+                }
+            }
+        }
+    }
+
+    /// Marks `done` succeeded, retrying with backoff until the database takes it.
+    async fn record_successes(&self, done: &[Finished]) {
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let now = Timestamp::now().0;
+            match store::complete(
+                &self.inner.db,
+                &self.inner.owner,
+                done,
+                now,
+                self.keep_until(now),
+            )
+            .await
+            {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(jobs = done.len(), error = %e, "recording finished jobs failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
         }
     }
 

@@ -239,6 +239,11 @@ pub struct Claimed {
     pub rate_key: Option<String>,
 }
 
+const CLAIM: &str = "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
+     lease_until = $2, started_at = $3 WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
+     AND queue = $4 AND run_at <= $3 ORDER BY priority, run_at, id LIMIT $5 LOCKING) \
+     RETURNING id, kind, queue, args, attempt, max_attempts, timeout_ms, run_at, created_at, shop_id, rate_key";
+
 /// Claims up to `limit` due jobs of `queue` for `owner`, leased until `lease_until`.
 /// PostgreSQL skips rows other claimers hold; SQLite claims under its single writer.
 pub async fn claim(
@@ -249,21 +254,11 @@ pub async fn claim(
     now: i64,
     lease_until: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
-    const CLAIM: &str = "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
-         lease_until = $2, started_at = $3 WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
-         AND queue = $4 AND run_at <= $3 ORDER BY priority, run_at, id LIMIT $5 LOCKING) \
-         RETURNING id, kind, queue, args, attempt, max_attempts, timeout_ms, run_at, created_at, shop_id, rate_key";
     let _write = db.write_lock().await;
     Ok(match db {
         Db::Sqlite(s) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(CLAIM.replace(" LOCKING", "")))
-                .bind(owner)
-                .bind(lease_until)
-                .bind(now)
-                .bind(queue)
-                .bind(limit)
-                .fetch_all(&s.pool)
-                .await?
+            let mut conn = s.pool.acquire().await?;
+            claim_sqlite(&mut conn, queue, owner, limit, now, lease_until).await?
         }
         Db::Postgres(pool) => {
             sqlx::query_as(sqlx::AssertSqlSafe(
@@ -280,6 +275,31 @@ pub async fn claim(
     })
 }
 
+async fn claim_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    queue: &str,
+    owner: &str,
+    limit: i64,
+    now: i64,
+    lease_until: i64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    // By rowid: the ready index holds it, so no look-up in the primary key's index.
+    let sql = CLAIM
+        .replace(
+            "WHERE id IN (SELECT id FROM",
+            "WHERE rowid IN (SELECT rowid FROM",
+        )
+        .replace(" LOCKING", "");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(queue)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
 /// A successfully finished job.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -289,6 +309,116 @@ pub struct Finished {
     pub kind: String,
     /// Small JSON result, when the handler returned one.
     pub result: Option<String>,
+}
+
+/// Times a completion writes.
+#[derive(Debug, Clone, Copy)]
+struct Finish {
+    now: i64,
+    keep_until: i64,
+}
+
+/// Marks the jobs of `$done` (`&[Finished]`) whose `result` is set succeeded, then counts every
+/// one of them per minute and kind, on `$conn` (a `&mut` connection inside a transaction); adds
+/// the rows changed to `$changed`.
+macro_rules! succeed_rest {
+    ($conn:expr, $done:expr, $owner:expr, $t:expr, $changed:ident) => {{
+        let conn = $conn;
+        let mut per_kind: Vec<(&str, i64)> = Vec::new();
+        for f in $done {
+            match per_kind.iter_mut().find(|(k, _)| *k == f.kind) {
+                Some((_, n)) => *n += 1,
+                None => per_kind.push((&f.kind, 1)),
+            }
+        }
+        for f in $done.iter().filter(|f| f.result.is_some()) {
+            $changed += sqlx::query(
+                "UPDATE jobs SET state = 'succeeded', progress = 100, lease_until = NULL, finished_at = $1, \
+                 expires_at = $2, result = $3 WHERE state = 'running' AND lease_owner = $4 AND id = $5",
+            )
+            .bind($t.now)
+            .bind($t.keep_until)
+            .bind(&f.result)
+            .bind($owner)
+            .bind(f.id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        }
+        let minute = $t.now - $t.now.rem_euclid(MICROS_PER_MINUTE);
+        for (kind, n) in &per_kind {
+            count_minute!(&mut *conn, minute, *kind, *n, 0_i64)?;
+        }
+    }};
+}
+
+/// The start of the statement that marks jobs without a result succeeded.
+const SUCCEED_PLAIN: &str =
+    "UPDATE jobs SET state = 'succeeded', progress = 100, lease_until = NULL, finished_at = ";
+
+async fn succeed_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    owner: &str,
+    done: &[Finished],
+    t: Finish,
+) -> Result<u64, sqlx::Error> {
+    let mut changed = 0;
+    let plain: Vec<Uuid> = done
+        .iter()
+        .filter(|f| f.result.is_none())
+        .map(|f| f.id)
+        .collect();
+    for chunk in plain.chunks(500) {
+        let mut q: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new(SUCCEED_PLAIN);
+        q.push_bind(t.now)
+            .push(", expires_at = ")
+            .push_bind(t.keep_until)
+            .push(" WHERE state = 'running' AND lease_owner = ")
+            .push_bind(owner)
+            .push(" AND id IN (");
+        let mut ids = q.separated(", ");
+        for id in chunk {
+            ids.push_bind(*id);
+        }
+        q.push(")");
+        changed += q.build().execute(&mut *conn).await?.rows_affected();
+    }
+    succeed_rest!(conn, done, owner, t, changed);
+    Ok(changed)
+}
+
+async fn succeed_postgres(
+    conn: &mut sqlx::PgConnection,
+    owner: &str,
+    done: &[Finished],
+    t: Finish,
+) -> Result<u64, sqlx::Error> {
+    let plain: Vec<Uuid> = done
+        .iter()
+        .filter(|f| f.result.is_none())
+        .map(|f| f.id)
+        .collect();
+    let mut changed = 0;
+    if !plain.is_empty() {
+        // By primary key. Given `lease_owner = $4`, the planner reads the owner's entries in
+        // jobs_leased instead: it expects a few, but the index keeps an entry for every job the
+        // owner ever ran until VACUUM (the row versions those entries point to are dead), and
+        // the walk grows with every job. `|| ''` keeps that index out of the plan.
+        let sql = format!(
+            "{SUCCEED_PLAIN}$1, expires_at = $2 FROM unnest($3::uuid[]) AS done (id) \
+             WHERE jobs.id = done.id AND jobs.state = 'running' AND jobs.lease_owner || '' = $4"
+        );
+        changed = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(t.now)
+            .bind(t.keep_until)
+            .bind(&plain)
+            .bind(owner)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    succeed_rest!(conn, done, owner, t, changed);
+    Ok(changed)
 }
 
 /// Marks finished jobs of `owner` succeeded in one transaction and counts them. Jobs whose lease
@@ -303,62 +433,67 @@ pub async fn complete(
     if done.is_empty() {
         return Ok(0);
     }
-    let mut per_kind: Vec<(&str, i64)> = Vec::new();
-    for f in done {
-        match per_kind.iter_mut().find(|(k, _)| *k == f.kind) {
-            Some((_, n)) => *n += 1,
-            None => per_kind.push((&f.kind, 1)),
-        }
-    }
-    let minute = now - now.rem_euclid(MICROS_PER_MINUTE);
+    let t = Finish { now, keep_until };
     let _write = db.write_lock().await;
-    macro_rules! body {
-        ($pool:expr, $db:ty) => {{
-            let mut tx = $pool.begin().await?;
-            let mut changed = 0;
-            let plain: Vec<&Finished> = done.iter().filter(|f| f.result.is_none()).collect();
-            for chunk in plain.chunks(500) {
-                let mut q: QueryBuilder<$db> = QueryBuilder::new(
-                    "UPDATE jobs SET state = 'succeeded', progress = 100, lease_until = NULL, finished_at = ",
-                );
-                q.push_bind(now)
-                    .push(", expires_at = ")
-                    .push_bind(keep_until)
-                    .push(" WHERE state = 'running' AND lease_owner = ")
-                    .push_bind(owner)
-                    .push(" AND id IN (");
-                let mut ids = q.separated(", ");
-                for f in chunk {
-                    ids.push_bind(f.id);
-                }
-                q.push(")");
-                changed += q.build().execute(&mut *tx).await?.rows_affected();
-            }
-            for f in done.iter().filter(|f| f.result.is_some()) {
-                changed += sqlx::query(
-                    "UPDATE jobs SET state = 'succeeded', progress = 100, lease_until = NULL, finished_at = $1, \
-                     expires_at = $2, result = $3 WHERE state = 'running' AND lease_owner = $4 AND id = $5",
-                )
-                .bind(now)
-                .bind(keep_until)
-                .bind(&f.result)
-                .bind(owner)
-                .bind(f.id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            }
-            for (kind, n) in &per_kind {
-                count_minute!(&mut *tx, minute, *kind, *n, 0_i64)?;
-            }
+    Ok(match db {
+        Db::Sqlite(s) => {
+            let mut tx = s.pool.begin().await?;
+            let n = succeed_sqlite(&mut tx, owner, done, t).await?;
             tx.commit().await?;
-            Ok(changed)
-        }};
+            n
+        }
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            let n = succeed_postgres(&mut tx, owner, done, t).await?;
+            tx.commit().await?;
+            n
+        }
+    })
+}
+
+/// What one queue asks of [`complete_and_claim`].
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The queue.
+    pub queue: String,
+    /// At most this many jobs.
+    pub limit: i64,
+}
+
+/// [`complete`] and then [`claim`] for every request, in one transaction on SQLite, where each
+/// write transaction waits for the one writer and ends with a sync to disk: one commit instead
+/// of one per step. PostgreSQL, which runs them in parallel, runs them one after the other.
+/// Returns the rows completed and the jobs claimed per request.
+pub async fn complete_and_claim(
+    db: &Db,
+    owner: &str,
+    done: &[Finished],
+    requests: &[ClaimRequest],
+    now: i64,
+    keep_until: i64,
+    lease_until: i64,
+) -> Result<(u64, Vec<Vec<Claimed>>), StoreError> {
+    let Db::Sqlite(s) = db else {
+        let n = complete(db, owner, done, now, keep_until).await?;
+        let mut claimed = Vec::with_capacity(requests.len());
+        for r in requests {
+            claimed.push(claim(db, &r.queue, owner, r.limit, now, lease_until).await?);
+        }
+        return Ok((n, claimed));
+    };
+    let _write = db.write_lock().await;
+    let mut tx = s.pool.begin().await?;
+    let n = if done.is_empty() {
+        0
+    } else {
+        succeed_sqlite(&mut tx, owner, done, Finish { now, keep_until }).await?
+    };
+    let mut claimed = Vec::with_capacity(requests.len());
+    for r in requests {
+        claimed.push(claim_sqlite(&mut tx, &r.queue, owner, r.limit, now, lease_until).await?);
     }
-    match db {
-        Db::Sqlite(s) => body!(s.pool, sqlx::Sqlite),
-        Db::Postgres(pool) => body!(pool, sqlx::Postgres),
-    }
+    tx.commit().await?;
+    Ok((n, claimed))
 }
 
 /// Where a failed attempt leaves its job.
@@ -714,6 +849,11 @@ pub struct JobFilter {
     pub limit: i64,
 }
 
+/// The states a job ends in when it did not succeed, which `jobs_unsuccessful` indexes.
+const UNSUCCESSFUL_STATES: [&str; 3] = ["dead", "cancelled", "discarded"];
+/// The condition of `jobs_unsuccessful`, in the words of its migration.
+const UNSUCCESSFUL: &str = "state IN ('dead', 'cancelled', 'discarded')";
+
 /// Jobs newest first.
 pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<JobRow>, StoreError> {
     macro_rules! body {
@@ -722,6 +862,10 @@ pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<JobRow>, StoreError> {
                 QueryBuilder::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1"));
             if let Some(s) = &f.state {
                 q.push(" AND state = ").push_bind(s);
+                // SQLite reads a partial index only when the query repeats its condition.
+                if UNSUCCESSFUL_STATES.contains(&s.as_str()) {
+                    q.push(" AND ").push(UNSUCCESSFUL);
+                }
             }
             if let Some(k) = &f.kind {
                 q.push(" AND kind = ").push_bind(k);
@@ -743,11 +887,16 @@ pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<JobRow>, StoreError> {
 }
 
 /// Jobs per queue and state, for the states that matter to an operator (finished successes are
-/// counted per minute in [`throughput`] instead).
+/// counted per minute in [`throughput`] instead). One branch per state, so that each one reads
+/// that state's partial index.
 pub async fn depths(db: &Db) -> Result<Vec<(String, String, i64)>, StoreError> {
     Ok(on_pool!(db, pool => sqlx::query_as(
-        "SELECT queue, state, count(*) FROM jobs WHERE state IN ('queued', 'running', 'dead') \
-         GROUP BY queue, state ORDER BY queue, state")
+        "SELECT queue, state, n FROM (\
+         SELECT queue, 'queued' AS state, count(*) AS n FROM jobs WHERE state = 'queued' GROUP BY queue \
+         UNION ALL SELECT queue, 'running', count(*) FROM jobs WHERE state = 'running' GROUP BY queue \
+         UNION ALL SELECT queue, 'dead', count(*) FROM jobs WHERE state = 'dead' \
+         AND state IN ('dead', 'cancelled', 'discarded') GROUP BY queue) d \
+         ORDER BY queue, state")
         .fetch_all(pool).await?))
 }
 

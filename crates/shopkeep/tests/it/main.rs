@@ -8,6 +8,7 @@ mod faults;
 mod health;
 mod jobs;
 mod jobs_process;
+mod jobs_store;
 mod load;
 mod orders;
 mod orders_store;
