@@ -59,6 +59,8 @@
 #   POLL=0.1            seconds between the database polls that detect an empty queue (one psql or
 #                       sqlite3 client stays open for the whole run, so a poll starts no process)
 #   DRAIN_TIMEOUT=900   seconds a processing run may take before the script gives up
+#   PROC_SQL=           SQL run on the engine's database before each processing phase (no server
+#                       running), for comparisons, e.g. recreating an index an older schema had
 #   SERVER_ENV=         extra NAME=VALUE pairs (space-separated) for every server started, e.g.
 #                       SERVER_ENV=SHOPKEEP_DATABASE__MAX_CONNECTIONS=32 for a diagnostic
 #   PORT, PG, SQLITE, PG_ADMIN_URL, BUILD   as in bench/lib.sh: port (18181), 0 skips PostgreSQL or
@@ -90,6 +92,7 @@ POLL=${POLL:-0.1}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-900}
 PG_VACUUM=${PG_VACUUM:-auto}
 SERVER_ENV=${SERVER_ENV:-}
+PROC_SQL=${PROC_SQL:-}
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -354,6 +357,10 @@ processing_run() {
         top_up "$BACKLOG"
         stop_server
         queued=$(queued_count)
+    fi
+    if [[ -n $PROC_SQL ]]; then
+        echo "  -- PROC_SQL: $PROC_SQL"
+        sql "$PROC_SQL" >/dev/null
     fi
     echo
     claim_probe "before-proc$n"
