@@ -23,6 +23,9 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 /// Finished-attempt counters are kept this long.
 const STATS_KEPT: i64 = 8 * 86_400_000_000;
 
+/// How long the SQLite completer waits for a claim to share the commit of successes with.
+const ASK_WAIT: Duration = Duration::from_millis(2);
+
 /// A queue loop's claim, made by the completer on SQLite (see [`Jobs::completer`]). The answer is
 /// `None` when the claim failed (the completer logs why).
 struct ClaimAsk {
@@ -521,6 +524,16 @@ impl Jobs {
                             Some(ask) => pending.push(ask),
                             None => closed = true,
                         },
+                    }
+                    // A success frees its slot, and the loop that owns the slot asks to claim
+                    // a moment later: wait a little for that ask, so that both share a commit
+                    // rather than taking the writer one after the other.
+                    if pending.is_empty() && !closed {
+                        match tokio::time::timeout(ASK_WAIT, a.recv()).await {
+                            Ok(Some(ask)) => pending.push(ask),
+                            Ok(None) => closed = true,
+                            Err(_) => {}
+                        }
                     }
                     while let Ok(ask) = a.try_recv() {
                         pending.push(ask);
