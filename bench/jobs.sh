@@ -49,7 +49,7 @@
 #   BATCH_SIZE=1000     jobs per batch request (the API takes 1-1000)
 #   BATCH_JOBS=BACKLOG  jobs the batch run enqueues (rounded up to whole requests)
 #   BACKLOG=200000      queued jobs at least before each processing run
-#   CONCURRENCY="64 256"  worker concurrency of the default queue, one processing run each
+#   CONCURRENCY="64 256 1000"  worker concurrency of the default queue, one processing run each
 #   CLAIM_BATCH=500     SHOPKEEP_JOBS__CLAIM_BATCH of the worker server (1-1000)
 #   LAT_CONNS=4         connections of the latency run(s); a list ("1 4") runs each
 #   LAT_QUEUES=         SHOPKEEP_JOBS__QUEUES of the latency server; empty keeps the server's
@@ -84,7 +84,7 @@ BATCH_CONNS=${BATCH_CONNS:-4}
 BATCH_SIZE=${BATCH_SIZE:-1000}
 BACKLOG=${BACKLOG:-200000}
 BATCH_JOBS=${BATCH_JOBS:-$BACKLOG}
-CONCURRENCY=${CONCURRENCY:-64 256}
+CONCURRENCY=${CONCURRENCY:-64 256 1000}
 CLAIM_BATCH=${CLAIM_BATCH:-500}
 LAT_CONNS=${LAT_CONNS:-4}
 LAT_QUEUES=${LAT_QUEUES:-}
