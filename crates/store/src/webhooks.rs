@@ -179,33 +179,65 @@ pub async fn insert_receipts(
         return Ok(Vec::new());
     }
     let _write = db.write_lock().await;
-    on_pool!(db, pool => async {
-        let mut tx = pool.begin().await?;
-        let mut out = Vec::with_capacity(batch.len());
-        let mut jobs = Vec::new();
-        for (r, job) in batch {
-            let inserted = sqlx::query(
-                "INSERT INTO webhook_receipts (id, provider, event_id, topic, shop_id, shop_ref, resource_id, status, headers, body, received_at, attempts, job_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12) ON CONFLICT (provider, event_id) DO NOTHING")
-                .bind(r.id).bind(&r.provider).bind(&r.event_id).bind(&r.topic).bind(r.shop_id).bind(&r.shop_ref)
-                .bind(&r.resource_id).bind(&r.status).bind(&r.headers).bind(&r.body).bind(r.received_at)
-                .bind(job.as_ref().map(|j| j.id))
-                .execute(&mut *tx).await?.rows_affected();
-            if inserted == 0 {
-                let first: Uuid = sqlx::query_scalar("SELECT id FROM webhook_receipts WHERE provider = $1 AND event_id = $2")
-                    .bind(&r.provider).bind(&r.event_id).fetch_one(&mut *tx).await?;
+    // One multi-row insert for the batch; the rows it returns are the new receipts, and every
+    // other one repeats an event id already stored (or earlier in the same batch).
+    macro_rules! body {
+        ($pool:expr, $db:ty) => {{
+            let mut tx = $pool.begin().await?;
+            let mut q: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                "INSERT INTO webhook_receipts (id, provider, event_id, topic, shop_id, shop_ref, resource_id, \
+                 status, headers, body, received_at, attempts, job_id) ",
+            );
+            q.push_values(batch, |mut row, (r, job)| {
+                row.push_bind(r.id)
+                    .push_bind(&r.provider)
+                    .push_bind(&r.event_id)
+                    .push_bind(&r.topic)
+                    .push_bind(r.shop_id)
+                    .push_bind(&r.shop_ref)
+                    .push_bind(&r.resource_id)
+                    .push_bind(&r.status)
+                    .push_bind(&r.headers)
+                    .push_bind(&r.body)
+                    .push_bind(r.received_at)
+                    .push("0")
+                    .push_bind(job.as_ref().map(|j| j.id));
+            });
+            q.push(" ON CONFLICT (provider, event_id) DO NOTHING RETURNING id");
+            let inserted: std::collections::HashSet<Uuid> = q
+                .build_query_scalar::<Uuid>()
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+            let mut out = Vec::with_capacity(batch.len());
+            let mut jobs = Vec::new();
+            for (r, job) in batch {
+                if inserted.contains(&r.id) {
+                    out.push(Stored::New);
+                    jobs.extend(job.iter().cloned());
+                    continue;
+                }
+                let first: Uuid = sqlx::query_scalar(
+                    "SELECT id FROM webhook_receipts WHERE provider = $1 AND event_id = $2",
+                )
+                .bind(&r.provider)
+                .bind(&r.event_id)
+                .fetch_one(&mut *tx)
+                .await?;
                 out.push(Stored::Duplicate(first));
-                continue;
             }
-            out.push(Stored::New);
-            jobs.extend(job.iter().cloned());
-        }
-        if !jobs.is_empty() {
-            enqueue_in(&mut *tx, &jobs, batch[0].0.received_at).await?;
-        }
-        tx.commit().await?;
-        Ok(out)
-    }.await)
+            if !jobs.is_empty() {
+                enqueue_in(&mut *tx, &jobs, batch[0].0.received_at).await?;
+            }
+            tx.commit().await?;
+            Ok(out)
+        }};
+    }
+    match db {
+        Db::Sqlite(s) => body!(s.pool, sqlx::Sqlite),
+        Db::Postgres(pool) => body!(pool, sqlx::Postgres),
+    }
 }
 
 /// A stored receipt.

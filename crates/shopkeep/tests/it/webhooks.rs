@@ -2232,3 +2232,78 @@ async fn webhooks_arriving_together_are_each_stored_and_answered_after_one_share
     .unwrap();
     assert_eq!(jobs, 41, "one processing job per stored receipt");
 }
+
+both_engines!(a_receipt_batch_stores_each_event_once_and_queues_only_the_new_ones);
+
+/// The receipt writer's batch: one insert for all of them; a repeat of an event stored before, or
+/// earlier in the same batch, is a duplicate of the first receipt and queues no job.
+async fn a_receipt_batch_stores_each_event_once_and_queues_only_the_new_ones(engine: Engine) {
+    use shopkeep_store::webhooks::{NewReceipt, Stored, insert_receipts};
+    let app = crate::harness::spawn_app(engine).await;
+    let db = &app.db;
+    let receipt = |event: &str| NewReceipt {
+        id: Uuid::now_v7(),
+        provider: "test-batch".into(),
+        event_id: event.into(),
+        topic: "orders/create".into(),
+        shop_id: None,
+        shop_ref: None,
+        resource_id: None,
+        status: "orphaned".into(),
+        headers: "{}".into(),
+        body: br#"{"id":1}"#.to_vec(),
+        received_at: 1_800_000_000_000_000,
+    };
+    let job = |r: &NewReceipt| shopkeep_store::jobs::NewJob {
+        id: Uuid::now_v7(),
+        kind: "test.batch".into(),
+        queue: "store-test".into(),
+        args: format!(r#"{{"receipt":"{}"}}"#, r.id),
+        priority: 5,
+        run_at: r.received_at,
+        max_attempts: 1,
+        timeout_ms: 1_000,
+        unique: None,
+        rate_key: None,
+        tags: "[]".into(),
+        shop_id: None,
+    };
+    let before = receipt("e1");
+    let first_id = before.id;
+    let j = job(&before);
+    assert!(matches!(
+        insert_receipts(db, &[(before, Some(j))]).await.unwrap()[..],
+        [Stored::New]
+    ));
+    let batch: Vec<_> = ["e1", "e2", "e2", "e3"]
+        .iter()
+        .map(|e| {
+            let r = receipt(e);
+            let j = job(&r);
+            (r, Some(j))
+        })
+        .collect();
+    let e2 = batch[1].0.id;
+    let out = insert_receipts(db, &batch).await.unwrap();
+    assert_eq!(out.len(), 4);
+    assert!(
+        matches!(out[0], Stored::Duplicate(id) if id == first_id),
+        "{:?}",
+        out[0]
+    );
+    assert!(matches!(out[1], Stored::New), "{:?}", out[1]);
+    assert!(
+        matches!(out[2], Stored::Duplicate(id) if id == e2),
+        "{:?}",
+        out[2]
+    );
+    assert!(matches!(out[3], Stored::New), "{:?}", out[3]);
+    let (receipts, jobs): (i64, i64) = on_pool!(db, pool => {
+        let r: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_receipts WHERE provider = 'test-batch'")
+            .fetch_one(pool).await.unwrap();
+        let j: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'test.batch'")
+            .fetch_one(pool).await.unwrap();
+        (r, j)
+    });
+    assert_eq!((receipts, jobs), (3, 3));
+}
