@@ -113,6 +113,18 @@ macro_rules! count_minute {
     };
 }
 
+/// How many times each kind occurs, in order of first appearance (a batch has few kinds).
+fn count_by_kind<'a>(kinds: impl Iterator<Item = &'a str>) -> Vec<(&'a str, i64)> {
+    let mut per_kind: Vec<(&str, i64)> = Vec::new();
+    for kind in kinds {
+        match per_kind.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => per_kind.push((kind, 1)),
+        }
+    }
+    per_kind
+}
+
 /// Inserts `$jobs` on `$conn` (a `&mut` connection of engine `$db`), honouring unique keys.
 macro_rules! insert_jobs {
     ($conn:expr, $jobs:expr, $now:expr, $db:ty) => {{
@@ -239,10 +251,22 @@ pub struct Claimed {
     pub rate_key: Option<String>,
 }
 
-const CLAIM: &str = "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
-     lease_until = $2, started_at = $3 WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
-     AND queue = $4 AND run_at <= $3 ORDER BY priority, run_at, id LIMIT $5 LOCKING) \
-     RETURNING id, kind, queue, args, attempt, max_attempts, timeout_ms, run_at, created_at, shop_id, rate_key";
+/// The claim statement, taking rows by `$key` and locking them with `$lock`.
+macro_rules! claim_sql {
+    ($key:literal, $lock:literal) => {
+        concat!(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
+             lease_until = $2, started_at = $3 WHERE ", $key, " IN (SELECT ", $key, " FROM jobs \
+             WHERE state = 'queued' AND queue = $4 AND run_at <= $3 ORDER BY priority, run_at, id \
+             LIMIT $5", $lock, ") RETURNING id, kind, queue, args, attempt, max_attempts, timeout_ms, \
+             run_at, created_at, shop_id, rate_key"
+        )
+    };
+}
+/// PostgreSQL skips rows other claimers hold.
+const CLAIM_POSTGRES: &str = claim_sql!("id", " FOR UPDATE SKIP LOCKED");
+/// SQLite takes rows by rowid: the ready index holds it, so no look-up in the primary key's index.
+const CLAIM_SQLITE: &str = claim_sql!("rowid", "");
 
 /// Claims up to `limit` due jobs of `queue` for `owner`, leased until `lease_until`.
 /// PostgreSQL skips rows other claimers hold; SQLite claims under its single writer.
@@ -261,16 +285,14 @@ pub async fn claim(
             claim_sqlite(&mut conn, queue, owner, limit, now, lease_until).await?
         }
         Db::Postgres(pool) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(
-                CLAIM.replace(" LOCKING", " FOR UPDATE SKIP LOCKED"),
-            ))
-            .bind(owner)
-            .bind(lease_until)
-            .bind(now)
-            .bind(queue)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
+            sqlx::query_as(CLAIM_POSTGRES)
+                .bind(owner)
+                .bind(lease_until)
+                .bind(now)
+                .bind(queue)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
         }
     })
 }
@@ -283,14 +305,7 @@ async fn claim_sqlite(
     now: i64,
     lease_until: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    // By rowid: the ready index holds it, so no look-up in the primary key's index.
-    let sql = CLAIM
-        .replace(
-            "WHERE id IN (SELECT id FROM",
-            "WHERE rowid IN (SELECT rowid FROM",
-        )
-        .replace(" LOCKING", "");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as(CLAIM_SQLITE)
         .bind(owner)
         .bind(lease_until)
         .bind(now)
@@ -324,13 +339,7 @@ struct Finish {
 macro_rules! succeed_rest {
     ($conn:expr, $done:expr, $owner:expr, $t:expr, $changed:ident) => {{
         let conn = $conn;
-        let mut per_kind: Vec<(&str, i64)> = Vec::new();
-        for f in $done {
-            match per_kind.iter_mut().find(|(k, _)| *k == f.kind) {
-                Some((_, n)) => *n += 1,
-                None => per_kind.push((&f.kind, 1)),
-            }
-        }
+        let per_kind = count_by_kind($done.iter().map(|f| f.kind.as_str()));
         for f in $done.iter().filter(|f| f.result.is_some()) {
             $changed += sqlx::query(
                 "UPDATE jobs SET state = 'succeeded', progress = 100, lease_until = NULL, finished_at = $1, \
@@ -699,13 +708,7 @@ pub async fn reclaim_expired(
                 .bind(id).bind(attempt).bind(owner).bind(started.unwrap_or(now)).bind(now).bind(LOST)
                 .execute(&mut *tx).await?;
         }
-        let mut per_kind: Vec<(&str, i64)> = Vec::new();
-        for (_, kind, ..) in &rows {
-            match per_kind.iter_mut().find(|(k, _)| k == kind) {
-                Some((_, n)) => *n += 1,
-                None => per_kind.push((kind, 1)),
-            }
-        }
+        let per_kind = count_by_kind(rows.iter().map(|(_, kind, ..)| kind.as_str()));
         for (kind, n) in per_kind {
             count_minute!(&mut *tx, minute, kind, 0_i64, n)?;
         }
