@@ -16,10 +16,12 @@ both_engines!(
 );
 
 /// A queue no worker of the test server runs, so only the test moves these jobs.
-const QUEUE: &str = "store-test";
-const NOW: i64 = 1_800_000_000_000_000;
+pub(crate) const QUEUE: &str = "store-test";
+/// A fixed time, late enough that no pruning or lease reclaim of the test server touches it.
+pub(crate) const NOW: i64 = 1_800_000_000_000_000;
 
-fn job(kind: &str) -> NewJob {
+/// A job of `kind` in [`QUEUE`], due at [`NOW`].
+pub(crate) fn job(kind: &str) -> NewJob {
     NewJob {
         id: Uuid::now_v7(),
         kind: kind.into(),

@@ -2252,21 +2252,11 @@ async fn a_receipt_batch_stores_each_event_once_and_queues_only_the_new_ones(eng
         status: "orphaned".into(),
         headers: "{}".into(),
         body: br#"{"id":1}"#.to_vec(),
-        received_at: 1_800_000_000_000_000,
+        received_at: crate::jobs_store::NOW,
     };
     let job = |r: &NewReceipt| shopkeep_store::jobs::NewJob {
-        id: Uuid::now_v7(),
-        kind: "test.batch".into(),
-        queue: "store-test".into(),
         args: format!(r#"{{"receipt":"{}"}}"#, r.id),
-        priority: 5,
-        run_at: r.received_at,
-        max_attempts: 1,
-        timeout_ms: 1_000,
-        unique: None,
-        rate_key: None,
-        tags: "[]".into(),
-        shop_id: None,
+        ..crate::jobs_store::job("test.batch")
     };
     let before = receipt("e1");
     let first_id = before.id;
