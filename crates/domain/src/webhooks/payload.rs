@@ -197,6 +197,93 @@ pub fn text_field(v: &serde_json::Value, path: &[&str]) -> Option<String> {
     }
 }
 
+/// A JSON value read for its text, as [`text_field`] gives it, without building the value.
+#[derive(Debug, Default)]
+struct Text(Option<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Text, E> {
+                Ok(Text((!s.is_empty()).then(|| s.to_string())))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Text, E> {
+                Ok(Text(Some(n.to_string())))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Text, E> {
+                Ok(Text(Some(n.to_string())))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Text, E> {
+                Ok(Text(serde_json::Number::from_f64(n).map(|n| n.to_string())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_unit<E>(self) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_none<E>(self) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Text, D::Error> {
+                Text::deserialize(d)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Text, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Text, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Text(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The object a Shopify webhook is about: the body's `id`, else `customer.id`, else `shop_id`
+/// (the GDPR topics), each as [`text_field`] reads it; `None` for a body that is not a JSON
+/// object. The body is scanned once without building a JSON value (an order body is several
+/// kilobytes), falling back to the JSON value for bodies the scan does not take (such as a
+/// repeated key, which the value resolves to its last occurrence).
+pub fn shopify_resource_id(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Customer {
+        #[serde(default)]
+        id: Text,
+    }
+    #[derive(Deserialize)]
+    struct Refs {
+        #[serde(default)]
+        id: Text,
+        #[serde(default)]
+        customer: Option<Customer>,
+        #[serde(default)]
+        shop_id: Text,
+    }
+    match serde_json::from_slice::<Refs>(body) {
+        Ok(r) => {
+            r.id.0
+                .or_else(|| r.customer.and_then(|c| c.id.0))
+                .or(r.shop_id.0)
+        }
+        Err(_) => {
+            let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+            text_field(&v, &["id"])
+                .or_else(|| text_field(&v, &["customer", "id"]))
+                .or_else(|| text_field(&v, &["shop_id"]))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +357,42 @@ mod tests {
         assert_eq!(parse_item_name("n", &name), Ok(name.clone()));
         assert_eq!(line_name(None), "item");
         assert_eq!(line_name(Some("")), "item");
+    }
+
+    #[test]
+    fn the_shopify_resource_id_reads_as_the_text_fields_do() {
+        let bodies = [
+            json!({"id": 820982911946154508_i64, "line_items": [{"id": 1}]}),
+            json!({"id": "gid://shopify/Order/1", "customer": {"id": 5}}),
+            json!({"id": "", "customer": {"id": 5}, "shop_id": 9}),
+            json!({"id": null, "customer": null, "shop_id": 9}),
+            json!({"id": {"nested": 1}, "customer": {"id": [1]}, "shop_id": "s"}),
+            json!({"id": true, "customer": "text", "shop_id": 1.5}),
+            json!({"id": -3}),
+            json!({"other": 1}),
+            json!([1, 2]),
+            json!("text"),
+        ];
+        for v in bodies {
+            let want = text_field(&v, &["id"])
+                .or_else(|| text_field(&v, &["customer", "id"]))
+                .or_else(|| text_field(&v, &["shop_id"]));
+            assert_eq!(shopify_resource_id(v.to_string().as_bytes()), want, "{v}");
+        }
+        assert_eq!(
+            shopify_resource_id(br#"{"id": 1, "id": 2}"#).as_deref(),
+            Some("2"),
+            "a repeated key counts as its last occurrence, as in the JSON value"
+        );
+        assert_eq!(shopify_resource_id(b"{not json"), None);
+        assert_eq!(shopify_resource_id(b""), None);
+    }
+
+    proptest! {
+        #[test]
+        fn the_shopify_resource_id_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = shopify_resource_id(&bytes);
+        }
     }
 
     #[test]

@@ -1062,8 +1062,10 @@ pub async fn put_integration(
             ApiError::conflict("account_taken", "another shop is linked to this account")
         }
         other => other.into(),
-    })?;
-    Ok(Json(integration_out(&i)))
+    });
+    // Cleared whatever the outcome: a failed upsert may still have committed.
+    state.webhooks.integrations.clear();
+    Ok(Json(integration_out(&i?)))
 }
 
 /// Unlinks the shop from a provider; its webhooks become orphaned.
@@ -1077,7 +1079,9 @@ pub async fn delete_integration(
     Path(provider): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let scope = admin(&p)?;
-    if store::delete_integration(&state.db, scope, &provider).await? {
+    let deleted = store::delete_integration(&state.db, scope, &provider).await;
+    state.webhooks.integrations.clear();
+    if deleted? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("not linked to this provider"))

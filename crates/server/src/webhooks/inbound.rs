@@ -13,10 +13,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde::Serialize;
-use shopkeep_domain::webhooks::payload::text_field;
+use shopkeep_domain::webhooks::payload::{shopify_resource_id, text_field};
 use shopkeep_domain::webhooks::{SignatureError, printify, shopify, standard, stripe};
 use shopkeep_domain::{ShopId, Timestamp};
-use shopkeep_store::webhooks::{self as store, Integration, NewReceipt, Stored};
+use shopkeep_store::webhooks::{Integration, NewReceipt, Stored};
 use shopkeep_store::{ShopScope, StoreError, accounts};
 use uuid::Uuid;
 
@@ -191,17 +191,14 @@ async fn shopify_hook(
         .to_string();
     let domain = header(&headers, shopify::SHOP_HEADER).map(str::to_ascii_lowercase);
     let shop = match &domain {
-        Some(d) if shopify::valid_shop_domain(d) => {
-            store::integration_by_account(&state.db, "shopify", d)
-                .await?
-                .map(|i| i.shop_id)
-        }
+        Some(d) if shopify::valid_shop_domain(d) => svc
+            .integrations
+            .by_account(&state.db, "shopify", d)
+            .await?
+            .map(|i| i.shop_id),
         _ => None,
     };
-    let payload: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let resource_id = text_field(&payload, &["id"])
-        .or_else(|| text_field(&payload, &["customer", "id"]))
-        .or_else(|| text_field(&payload, &["shop_id"]));
+    let resource_id = shopify_resource_id(&body);
     let parsed = Parsed {
         provider: "shopify",
         event_id,
@@ -250,7 +247,9 @@ async fn stripe_hook(
     if shop.is_none()
         && let Some(a) = &account
     {
-        shop = store::integration_by_account(&state.db, "stripe", a)
+        shop = svc
+            .integrations
+            .by_account(&state.db, "stripe", a)
             .await?
             .map(|i| i.shop_id);
     }
@@ -280,7 +279,11 @@ async fn printify_hook(
         .ok()
         .and_then(|v| text_field(v, &["resource", "data", "shop_id"]));
     let integration = match &account {
-        Some(a) => store::integration_by_account(&state.db, "printify", a).await?,
+        Some(a) => {
+            svc.integrations
+                .by_account(&state.db, "printify", a)
+                .await?
+        }
         None => None,
     };
     let owned = match &integration {
@@ -314,8 +317,9 @@ async fn standard_hook(
     let svc = state.webhooks.clone();
     let not_configured = || rejected("standard", &SignatureError::NoSecret);
     let shop = Uuid::parse_str(&shop).map_err(|_| not_configured())?;
-    let scope = ShopScope::verified(ShopId(shop));
-    let integration = store::integration(&state.db, scope, "standard")
+    let integration = svc
+        .integrations
+        .by_shop(&state.db, "standard", shop)
         .await?
         .ok_or_else(not_configured)?;
     let parsed_secrets: Vec<standard::WebhookSecret> = integration_secrets(&svc, &integration)?

@@ -6,6 +6,7 @@
 //! job, and each failed attempt enqueues the next one at the time the retry schedule gives.
 
 pub mod inbound;
+pub mod integrations;
 pub mod outbound;
 pub mod receipts;
 pub mod topics;
@@ -52,11 +53,14 @@ pub struct WebhookOptions {
     pub dispatch_interval: Duration,
     /// After a secret rotation, the old secret keeps signing this long.
     pub secret_overlap: Duration,
+    /// How long inbound webhooks reuse an integration they looked up (zero: every request reads
+    /// it).
+    pub integration_cache_ttl: Duration,
 }
 
 impl Default for WebhookOptions {
     /// No provider secrets; 15 s timeout, disable after 5 days, dispatch every 200 ms, 24 h
-    /// secret overlap, no private networks allowed.
+    /// secret overlap, integrations kept 1 s, no private networks allowed.
     fn default() -> Self {
         WebhookOptions {
             shopify_secrets: Vec::new(),
@@ -67,6 +71,7 @@ impl Default for WebhookOptions {
             allow_networks: Vec::new(),
             dispatch_interval: Duration::from_millis(200),
             secret_overlap: Duration::from_secs(86_400),
+            integration_cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -79,6 +84,8 @@ pub struct WebhookService {
     pub sealer: Sealer,
     /// The SSRF-guarded client of outbound deliveries.
     pub client: outbound::Client,
+    /// The integrations inbound webhooks resolve their shop with; cleared by every change.
+    pub integrations: integrations::IntegrationCache,
     /// Records delivery attempts with group commit; started with the database of the first
     /// attempt (a process has one).
     attempts: std::sync::OnceLock<outbound::AttemptWriter>,
@@ -89,6 +96,7 @@ impl WebhookService {
     pub fn new(opts: WebhookOptions, sealer: Sealer) -> anyhow::Result<Self> {
         let client = outbound::Client::new(opts.delivery_timeout, opts.allow_networks.clone())?;
         Ok(WebhookService {
+            integrations: integrations::IntegrationCache::new(opts.integration_cache_ttl),
             opts,
             sealer,
             client,
@@ -191,11 +199,13 @@ pub fn register(registry: &mut Registry, svc: Arc<WebhookService>) {
         },
         rate: None,
     };
+    let processing = svc.clone();
     registry.register(
         PROCESS,
         policy.clone(),
-        |ctx: JobContext, args: ProcessArgs| async move {
-            topics::process(&ctx, args.receipt_id).await
+        move |ctx: JobContext, args: ProcessArgs| {
+            let s = processing.clone();
+            async move { topics::process(&ctx, &s.integrations, args.receipt_id).await }
         },
     );
     registry.register(

@@ -14,6 +14,8 @@ use shopkeep_store::webhooks::{self as store, Receipt};
 use shopkeep_store::{Db, ShopScope, StoreError};
 use uuid::Uuid;
 
+use super::integrations::IntegrationCache;
+
 /// The (provider, topic) pairs shopkeep processes.
 pub const HANDLED: &[(&str, &str)] = &[
     ("shopify", "orders/create"),
@@ -29,8 +31,8 @@ pub fn handles(provider: &str, topic: &str) -> bool {
 }
 
 /// The job handler of [`super::PROCESS`]: runs the receipt's topic handler and records how it
-/// ended on the receipt.
-pub async fn process(ctx: &JobContext, receipt: Uuid) -> JobResult {
+/// ended on the receipt. A handler that changes an integration clears `cache`.
+pub async fn process(ctx: &JobContext, cache: &IntegrationCache, receipt: Uuid) -> JobResult {
     let db = ctx.db();
     let Some(r) = store::receipt(db, receipt).await? else {
         return Ok(Some(serde_json::json!({ "skipped": "receipt gone" })));
@@ -40,7 +42,7 @@ pub async fn process(ctx: &JobContext, receipt: Uuid) -> JobResult {
         return Ok(Some(serde_json::json!({ "skipped": "no shop" })));
     };
     let scope = ShopScope::verified(ShopId(shop));
-    let outcome = run(db, scope, &r).await;
+    let outcome = run(db, cache, scope, &r).await;
     let now = Timestamp::now().0;
     match outcome {
         Ok(v) => {
@@ -68,14 +70,16 @@ fn decode<T: for<'de> Deserialize<'de>>(r: &Receipt) -> Result<T, JobError> {
     })
 }
 
-async fn run(db: &Db, scope: ShopScope, r: &Receipt) -> JobResult {
+async fn run(db: &Db, cache: &IntegrationCache, scope: ShopScope, r: &Receipt) -> JobResult {
     if r.redacted_at.is_some() {
         return Ok(Some(serde_json::json!({ "skipped": "redacted" })));
     }
     match (r.provider.as_str(), r.topic.as_str()) {
         ("shopify", "orders/create") => shopify_order(db, scope, decode(r)?).await,
         ("shopify", "app/uninstalled") => {
-            let done = store::mark_uninstalled(db, scope, "shopify", Timestamp::now().0).await?;
+            let done = store::mark_uninstalled(db, scope, "shopify", Timestamp::now().0).await;
+            cache.clear();
+            let done = done?;
             Ok(Some(serde_json::json!({ "uninstalled": done })))
         }
         ("shopify", "customers/data_request") => {
@@ -110,7 +114,9 @@ async fn run(db: &Db, scope: ShopScope, r: &Receipt) -> JobResult {
         }
         ("shopify", "shop/redact") => {
             let n = store::redact_receipts(db, scope, "shopify", None, Timestamp::now().0).await?;
-            let unlinked = store::delete_integration(db, scope, "shopify").await?;
+            let unlinked = store::delete_integration(db, scope, "shopify").await;
+            cache.clear();
+            let unlinked = unlinked?;
             Ok(Some(
                 serde_json::json!({ "receipts_redacted": n, "integration_removed": unlinked }),
             ))

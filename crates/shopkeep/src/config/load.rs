@@ -113,6 +113,7 @@ const KNOWN: &[&str] = &[
     "webhooks.allow_networks",
     "webhooks.dispatch_interval",
     "webhooks.secret_overlap",
+    "webhooks.integration_cache_ttl",
 ];
 
 /// Environment names that start with the prefix but are not configuration keys.
@@ -540,6 +541,12 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
             |r| r.duration().filter(|d| !d.is_zero()),
         );
     }
+    t.take(
+        "webhooks.integration_cache_ttl",
+        "a duration of at most 1h such as 500ms or 1s (0s: look the integration up on every webhook)",
+        &mut w.integration_cache_ttl,
+        |r| r.duration().filter(|d| d.as_secs() <= 3600),
+    );
     t.take(
         "webhooks.allow_networks",
         "a list of CIDR ranges such as 127.0.0.0/8",

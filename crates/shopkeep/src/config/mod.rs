@@ -150,6 +150,8 @@ pub struct WebhooksConfig {
     pub dispatch_interval: Duration,
     /// How long a rotated endpoint secret keeps signing beside the new one.
     pub secret_overlap: Duration,
+    /// How long inbound webhooks reuse an integration they looked up (zero: no reuse).
+    pub integration_cache_ttl: Duration,
 }
 
 impl WebhooksConfig {
@@ -176,6 +178,7 @@ impl WebhooksConfig {
             allow_networks: self.allow_networks.clone(),
             dispatch_interval: self.dispatch_interval,
             secret_overlap: self.secret_overlap,
+            integration_cache_ttl: self.integration_cache_ttl,
         }
     }
 }
@@ -359,6 +362,7 @@ impl Config {
                     allow_networks: Vec::new(),
                     dispatch_interval: d.dispatch_interval,
                     secret_overlap: d.secret_overlap,
+                    integration_cache_ttl: d.integration_cache_ttl,
                 }
             },
         }
@@ -430,7 +434,7 @@ impl Config {
              [stripe]\nwebhook_secret = {s3}\nprevious_webhook_secret = {s4}\n\n\
              [printify]\nwebhook_secret = {s5}\nprevious_webhook_secret = {s6}\n\n\
              [webhooks]\ndelivery_timeout = \"{wdt}\"\ndisable_after = \"{wda}\"\nallow_networks = {wan:?}\n\
-             dispatch_interval = \"{wdi}\"\nsecret_overlap = \"{wso}\"\n",
+             dispatch_interval = \"{wdi}\"\nsecret_overlap = \"{wso}\"\nintegration_cache_ttl = \"{wict}\"\n",
             data_dir = self.data_dir.display().to_string(),
             listen = self.listen,
             redis = url(&self.redis_url),
@@ -493,6 +497,7 @@ impl Config {
                 .collect::<Vec<_>>(),
             wdi = values::show_duration(w.dispatch_interval),
             wso = values::show_duration(w.secret_overlap),
+            wict = values::show_duration(w.integration_cache_ttl),
         )
     }
 }

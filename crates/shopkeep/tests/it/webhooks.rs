@@ -466,7 +466,27 @@ both_engines!(
     a_signed_shopify_order_becomes_an_order_once_however_often_it_is_sent,
     badly_signed_shopify_webhooks_are_refused_and_store_nothing_but_the_previous_secret_works,
     unknown_topics_are_unhandled_unknown_shops_orphaned_and_a_replay_imports_the_orphan,
+    linking_and_unlinking_a_shop_applies_to_the_very_next_webhook,
 );
+
+/// Inbound webhooks reuse the integration they looked up for a second, so this checks that a
+/// change made through the API is not hidden by that reuse.
+async fn linking_and_unlinking_a_shop_applies_to_the_very_next_webhook(engine: Engine) {
+    let h = start(engine, |_| {}).await;
+    let body = shopify_order_body(3003);
+    let send =
+        |event: &'static str| shopify_signed(&h.app, "orders/create", SHOP_DOMAIN, event, &body);
+    assert_eq!(send("evt-before-link").await["status"], "orphaned");
+    h.link("shopify", json!({ "account": SHOP_DOMAIN })).await;
+    assert_eq!(send("evt-linked").await["status"], "queued");
+    let res = h
+        .send(Method::DELETE, "/api/v1/integrations/shopify", None)
+        .await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(send("evt-unlinked").await["status"], "orphaned");
+    h.link("shopify", json!({ "account": SHOP_DOMAIN })).await;
+    assert_eq!(send("evt-relinked").await["status"], "queued");
+}
 
 async fn a_signed_shopify_order_becomes_an_order_once_however_often_it_is_sent(engine: Engine) {
     let h = start(engine, |_| {}).await;
