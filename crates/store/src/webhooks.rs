@@ -589,63 +589,127 @@ pub async fn dispatch_outbox(
         return Ok(Some(0));
     }
     let _write = db.write_lock().await;
-    let is_pg = matches!(db, Db::Postgres(_));
-    on_pool!(db, pool => async {
-        let mut tx = pool.begin().await?;
-        if is_pg {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(7316540211)")
-                .fetch_one(&mut *tx).await?;
-            if !got {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-        }
-        let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT id, shop_id, event_type, resource_id, payload, created_at FROM outbox \
-             WHERE published_at IS NULL ORDER BY id LIMIT $1")
-            .bind(limit).fetch_all(&mut *tx).await?;
-        let mut shops: Vec<ShopEndpoints> = Vec::new();
-        let mut jobs = Vec::new();
-        for r in &rows {
-            if !shops.iter().any(|(s, _)| *s == r.shop_id) {
-                let eps: Vec<(Uuid, String)> = sqlx::query_as(
-                    "SELECT id, event_types FROM webhook_endpoints WHERE shop_id = $1 AND enabled = 1 ORDER BY id")
-                    .bind(r.shop_id).fetch_all(&mut *tx).await?;
-                let eps = eps.into_iter()
-                    .map(|(id, f)| (id, serde_json::from_str::<Vec<String>>(&f).unwrap_or_default()))
-                    .collect();
-                shops.push((r.shop_id, eps));
-            }
-            let eps = &shops.iter().find(|(s, _)| *s == r.shop_id).expect("just added").1;
-            let targets: Vec<Uuid> = eps.iter().filter(|(_, f)| filter_matches(f, &r.event_type)).map(|(id, _)| *id).collect();
-            if !targets.is_empty() {
-                sqlx::query(
-                    "INSERT INTO webhook_messages (shop_id, id, event_type, resource_id, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
-                    .bind(r.shop_id).bind(r.id).bind(&r.event_type).bind(&r.resource_id).bind(&r.payload).bind(r.created_at)
-                    .execute(&mut *tx).await?;
-            }
-            for ep in targets {
-                let delivery = Uuid::now_v7();
-                let first = job(r.shop_id, delivery, now);
-                let n = sqlx::query(
-                    "INSERT INTO webhook_deliveries (shop_id, id, message_id, endpoint_id, status, attempts, retry_base, next_attempt_at, next_job, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 'pending', 0, 0, $5, $6, $5, $5) ON CONFLICT DO NOTHING")
-                    .bind(r.shop_id).bind(delivery).bind(r.id).bind(ep).bind(now).bind(first.id)
-                    .execute(&mut *tx).await?.rows_affected();
-                if n == 1 {
-                    jobs.push(first);
+    // Each step is one statement for the whole round (chunked to stay under the engines' limits
+    // on bound values): the messages, the deliveries, their first jobs, the published marks.
+    macro_rules! body {
+        ($pool:expr, $db:ty, $is_pg:expr) => {{
+            let mut tx = $pool.begin().await?;
+            if $is_pg {
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(7316540211)")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !got {
+                    tx.rollback().await?;
+                    return Ok(None);
                 }
             }
-            sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2").bind(now).bind(r.id)
-                .execute(&mut *tx).await?;
-        }
-        if !jobs.is_empty() {
-            enqueue_in(&mut *tx, &jobs, now).await?;
-        }
-        tx.commit().await?;
-        Ok(Some(rows.len()))
-    }.await)
+            let rows: Vec<OutboxRow> = sqlx::query_as(
+                "SELECT id, shop_id, event_type, resource_id, payload, created_at FROM outbox \
+                 WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                tx.rollback().await?;
+                return Ok(Some(0));
+            }
+            let mut shops: Vec<ShopEndpoints> = Vec::new();
+            let mut messages: Vec<&OutboxRow> = Vec::new();
+            // (shop, delivery, message, endpoint, first attempt's job)
+            let mut deliveries: Vec<(Uuid, Uuid, Uuid, Uuid, NewJob)> = Vec::new();
+            for r in &rows {
+                if !shops.iter().any(|(s, _)| *s == r.shop_id) {
+                    let eps: Vec<(Uuid, String)> = sqlx::query_as(
+                        "SELECT id, event_types FROM webhook_endpoints WHERE shop_id = $1 AND enabled = 1 ORDER BY id",
+                    )
+                    .bind(r.shop_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let eps = eps
+                        .into_iter()
+                        .map(|(id, f)| (id, serde_json::from_str::<Vec<String>>(&f).unwrap_or_default()))
+                        .collect();
+                    shops.push((r.shop_id, eps));
+                }
+                let eps = &shops.iter().find(|(s, _)| *s == r.shop_id).expect("just added").1;
+                let before = deliveries.len();
+                for (ep, filter) in eps {
+                    if filter_matches(filter, &r.event_type) {
+                        let delivery = Uuid::now_v7();
+                        deliveries.push((r.shop_id, delivery, r.id, *ep, job(r.shop_id, delivery, now)));
+                    }
+                }
+                if deliveries.len() > before {
+                    messages.push(r);
+                }
+            }
+            for chunk in messages.chunks(500) {
+                let mut q: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                    "INSERT INTO webhook_messages (shop_id, id, event_type, resource_id, payload, created_at) ",
+                );
+                q.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.shop_id)
+                        .push_bind(r.id)
+                        .push_bind(&r.event_type)
+                        .push_bind(&r.resource_id)
+                        .push_bind(&r.payload)
+                        .push_bind(r.created_at);
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().execute(&mut *tx).await?;
+            }
+            let mut jobs = Vec::new();
+            for chunk in deliveries.chunks(1000) {
+                let mut q: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                    "INSERT INTO webhook_deliveries (shop_id, id, message_id, endpoint_id, status, attempts, retry_base, \
+                     next_attempt_at, next_job, created_at, updated_at) ",
+                );
+                q.push_values(chunk, |mut row, (shop, delivery, message, ep, first)| {
+                    row.push_bind(*shop)
+                        .push_bind(*delivery)
+                        .push_bind(*message)
+                        .push_bind(*ep)
+                        .push("'pending', 0, 0")
+                        .push_bind(now)
+                        .push_bind(first.id)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                // A delivery that exists already (same message and endpoint) gets no second job.
+                q.push(" ON CONFLICT DO NOTHING RETURNING id");
+                let inserted: std::collections::HashSet<Uuid> = q
+                    .build_query_scalar::<Uuid>()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+                jobs.extend(
+                    chunk
+                        .iter()
+                        .filter(|d| inserted.contains(&d.1))
+                        .map(|d| d.4.clone()),
+                );
+            }
+            if !jobs.is_empty() {
+                enqueue_in(&mut *tx, &jobs, now).await?;
+            }
+            let mut q: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new("UPDATE outbox SET published_at = ");
+            q.push_bind(now).push(" WHERE id IN (");
+            let mut ids = q.separated(", ");
+            for r in &rows {
+                ids.push_bind(r.id);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Some(rows.len()))
+        }};
+    }
+    match db {
+        Db::Sqlite(s) => body!(s.pool, sqlx::Sqlite, false),
+        Db::Postgres(pool) => body!(pool, sqlx::Postgres, true),
+    }
 }
 
 /// A message for one endpoint only (a test send).
@@ -740,6 +804,108 @@ pub async fn delivery(db: &Db, scope: ShopScope, id: Uuid) -> Result<Option<Deli
         on_pool!(db, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(scope.shop_id().0).bind(id).fetch_optional(pool).await?),
     )
+}
+
+/// A delivery with what its next attempt needs, read in one statement.
+#[derive(Debug, Clone)]
+pub struct AttemptContext {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// Its endpoint, unless it was deleted.
+    pub endpoint: Option<Endpoint>,
+    /// The message's payload.
+    pub payload: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    #[sqlx(flatten)]
+    delivery: Delivery,
+    payload: String,
+    e_url: Option<String>,
+    e_description: Option<String>,
+    e_event_types: Option<String>,
+    e_enabled: Option<i32>,
+    e_secret: Option<String>,
+    e_previous_secret: Option<String>,
+    e_previous_until: Option<i64>,
+    e_headers: Option<String>,
+    e_rate_per_second: Option<i32>,
+    e_failing_since: Option<i64>,
+    e_disabled_reason: Option<String>,
+    e_created_at: Option<i64>,
+    e_updated_at: Option<i64>,
+}
+
+impl From<AttemptRow> for AttemptContext {
+    fn from(r: AttemptRow) -> Self {
+        let d = &r.delivery;
+        // Every NOT NULL column of the endpoint is there exactly when the LEFT JOIN found it.
+        let endpoint = match (
+            r.e_url,
+            r.e_description,
+            r.e_event_types,
+            r.e_enabled,
+            r.e_secret,
+            r.e_headers,
+            r.e_created_at,
+            r.e_updated_at,
+        ) {
+            (
+                Some(url),
+                Some(description),
+                Some(event_types),
+                Some(enabled),
+                Some(secret),
+                Some(headers),
+                Some(created_at),
+                Some(updated_at),
+            ) => Some(Endpoint {
+                shop_id: d.shop_id,
+                id: d.endpoint_id,
+                url,
+                description,
+                event_types,
+                enabled,
+                secret,
+                previous_secret: r.e_previous_secret,
+                previous_until: r.e_previous_until,
+                headers,
+                rate_per_second: r.e_rate_per_second,
+                failing_since: r.e_failing_since,
+                disabled_reason: r.e_disabled_reason,
+                created_at,
+                updated_at,
+            }),
+            _ => None,
+        };
+        AttemptContext {
+            delivery: r.delivery,
+            endpoint,
+            payload: r.payload,
+        }
+    }
+}
+
+/// One delivery of the scoped shop with its endpoint and payload: what
+/// [`delivery`], [`endpoint`] and [`message_payload`] give, in one read.
+pub async fn attempt_context(
+    db: &Db,
+    scope: ShopScope,
+    id: Uuid,
+) -> Result<Option<AttemptContext>, StoreError> {
+    const SQL: &str = "SELECT d.shop_id, d.id, d.message_id, d.endpoint_id, m.event_type, m.resource_id, d.status, d.attempts, \
+         d.retry_base, d.next_attempt_at, d.next_job, d.last_status, d.last_error, d.created_at, d.updated_at, m.payload, \
+         e.url AS e_url, e.description AS e_description, e.event_types AS e_event_types, e.enabled AS e_enabled, \
+         e.secret AS e_secret, e.previous_secret AS e_previous_secret, e.previous_until AS e_previous_until, \
+         e.headers AS e_headers, e.rate_per_second AS e_rate_per_second, e.failing_since AS e_failing_since, \
+         e.disabled_reason AS e_disabled_reason, e.created_at AS e_created_at, e.updated_at AS e_updated_at \
+         FROM webhook_deliveries d JOIN webhook_messages m ON m.shop_id = d.shop_id AND m.id = d.message_id \
+         LEFT JOIN webhook_endpoints e ON e.shop_id = d.shop_id AND e.id = d.endpoint_id \
+         WHERE d.shop_id = $1 AND d.id = $2";
+    let row: Option<AttemptRow> = on_pool!(db, pool => sqlx::query_as(SQL)
+        .bind(scope.shop_id().0).bind(id).fetch_optional(pool).await?);
+    Ok(row.map(AttemptContext::from))
 }
 
 /// The message a delivery carries: its payload.
@@ -881,6 +1047,7 @@ pub async fn record_attempts(
         let mut tx = pool.begin().await?;
         let mut out = Vec::with_capacity(batch.len());
         let mut jobs = Vec::new();
+        let mut cleared: Vec<(Uuid, Uuid)> = Vec::new();
         for w in batch {
             let (shop, d, a, now) = (w.scope.shop_id().0, &w.delivery, &w.attempt, w.now);
             let (status, next_at, next_job) = match &w.next {
@@ -906,10 +1073,16 @@ pub async fn record_attempts(
                 jobs.push((**j).clone());
             }
             let health = if matches!(w.next, Next::Delivered) {
-                sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE shop_id = $1 AND id = $2 AND failing_since IS NOT NULL")
-                    .bind(shop).bind(d.endpoint_id).execute(&mut *tx).await?;
+                // One success per endpoint and batch ends its failure run; the later ones in the
+                // same batch have nothing left to end.
+                if !cleared.contains(&(shop, d.endpoint_id)) {
+                    sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE shop_id = $1 AND id = $2 AND failing_since IS NOT NULL")
+                        .bind(shop).bind(d.endpoint_id).execute(&mut *tx).await?;
+                    cleared.push((shop, d.endpoint_id));
+                }
                 EndpointHealth::Ok
             } else {
+                cleared.retain(|c| *c != (shop, d.endpoint_id));
                 let since: Option<Option<i64>> = sqlx::query_scalar(
                     "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE shop_id = $2 AND id = $3 AND enabled = 1 \
                      RETURNING failing_since")

@@ -234,7 +234,12 @@ pub async fn attempt(
     job: Option<Uuid>,
 ) -> Result<Outcome, JobError> {
     let shop = scope.shop_id().0;
-    let Some(d) = store::delivery(db, scope, delivery).await? else {
+    let Some(store::AttemptContext {
+        delivery: d,
+        endpoint,
+        payload,
+    }) = store::attempt_context(db, scope, delivery).await?
+    else {
         return Ok(Outcome::Skipped {
             why: "the delivery no longer exists".into(),
         });
@@ -251,7 +256,7 @@ pub async fn attempt(
             why: "a newer job makes this delivery's next attempt".into(),
         });
     }
-    let endpoint = match store::endpoint(db, scope, d.endpoint_id).await? {
+    let endpoint = match endpoint {
         Some(e) if e.enabled == 1 => e,
         other => {
             let why = if other.is_some() {
@@ -274,9 +279,6 @@ pub async fn attempt(
             return Ok(Outcome::Postponed { at });
         }
     }
-    let payload = store::message_payload(db, scope, d.message_id)
-        .await?
-        .ok_or_else(|| JobError::fatal("the delivery's message is missing"))?;
     let aad = endpoint_aad(shop, endpoint.id);
     let mut secrets = vec![svc.open(&endpoint.secret, &aad).map_err(JobError::fatal)?];
     if let (Some(prev), Some(until)) = (&endpoint.previous_secret, endpoint.previous_until)
