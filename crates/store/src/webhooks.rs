@@ -1042,70 +1042,157 @@ pub async fn record_attempts(
     db: &Db,
     batch: &[AttemptWrite],
 ) -> Result<Vec<EndpointHealth>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     let _write = db.write_lock().await;
-    on_pool!(db, pool => async {
-        let mut tx = pool.begin().await?;
-        let mut out = Vec::with_capacity(batch.len());
-        let mut jobs = Vec::new();
-        let mut cleared: Vec<(Uuid, Uuid)> = Vec::new();
-        for w in batch {
-            let (shop, d, a, now) = (w.scope.shop_id().0, &w.delivery, &w.attempt, w.now);
-            let (status, next_at, next_job) = match &w.next {
+    // The attempts are one multi-row insert and the deliveries they move on one multi-row update;
+    // only the endpoints' failure runs are followed attempt by attempt, in order.
+    macro_rules! body {
+        ($pool:expr, $db:ty) => {{
+            let mut tx = $pool.begin().await?;
+            let mut q: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                "INSERT INTO webhook_attempts (shop_id, delivery_id, attempt, started_at, latency_us, status_code, error, response_body) ",
+            );
+            q.push_values(batch, |mut row, w| {
+                let a = &w.attempt;
+                row.push_bind(w.scope.shop_id().0)
+                    .push_bind(w.delivery.id)
+                    .push_bind(a.attempt)
+                    .push_bind(a.started_at)
+                    .push_bind(a.latency_us)
+                    .push_bind(a.status_code)
+                    .push_bind(&a.error)
+                    .push_bind(&a.response_body);
+            });
+            q.push(" ON CONFLICT DO NOTHING RETURNING delivery_id, attempt");
+            let mut inserted: std::collections::HashSet<(Uuid, i32)> = q
+                .build_query_as::<(Uuid, i32)>()
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+            // An attempt recorded before (a job that ran twice), or twice in this batch, counts
+            // once: the first time it is seen.
+            let fresh: Vec<usize> = (0..batch.len())
+                .filter(|&i| inserted.remove(&(batch[i].delivery.id, batch[i].attempt.attempt)))
+                .collect();
+            let next_of = |w: &AttemptWrite| match &w.next {
                 Next::Delivered => ("delivered", None, None),
                 Next::Retry(j) => ("pending", Some(j.run_at), Some(j.id)),
                 Next::Failed => ("failed", None, None),
             };
-            let fresh = sqlx::query(
-                "INSERT INTO webhook_attempts (shop_id, delivery_id, attempt, started_at, latency_us, status_code, error, response_body) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
-                .bind(shop).bind(d.id).bind(a.attempt).bind(a.started_at).bind(a.latency_us).bind(a.status_code)
-                .bind(&a.error).bind(&a.response_body).execute(&mut *tx).await?.rows_affected();
-            if fresh == 0 {
-                out.push(EndpointHealth::Ok);
-                continue;
-            }
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, next_job = $4, last_status = $5, \
-                 last_error = $6, updated_at = $7 WHERE shop_id = $8 AND id = $9")
-                .bind(status).bind(a.attempt).bind(next_at).bind(next_job).bind(a.status_code).bind(&a.error).bind(now)
-                .bind(shop).bind(d.id).execute(&mut *tx).await?;
-            if let Next::Retry(j) = &w.next {
-                jobs.push((**j).clone());
-            }
-            let health = if matches!(w.next, Next::Delivered) {
-                // One success per endpoint and batch ends its failure run; the later ones in the
-                // same batch have nothing left to end.
-                if !cleared.contains(&(shop, d.endpoint_id)) {
-                    sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE shop_id = $1 AND id = $2 AND failing_since IS NOT NULL")
-                        .bind(shop).bind(d.endpoint_id).execute(&mut *tx).await?;
-                    cleared.push((shop, d.endpoint_id));
-                }
-                EndpointHealth::Ok
+            let mut seen = std::collections::HashSet::new();
+            let unique = fresh
+                .iter()
+                .all(|&i| seen.insert((batch[i].scope.shop_id().0, batch[i].delivery.id)));
+            if unique && !fresh.is_empty() {
+                let mut q: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                    "UPDATE webhook_deliveries SET status = v.column3, attempts = v.column4, next_attempt_at = v.column5, \
+                     next_job = v.column6, last_status = v.column7, last_error = v.column8, updated_at = v.column9 FROM (",
+                );
+                q.push_values(fresh.iter().map(|&i| &batch[i]), |mut row, w| {
+                    let (status, next_at, next_job) = next_of(w);
+                    row.push_bind(w.scope.shop_id().0)
+                        .push_bind(w.delivery.id)
+                        .push_bind(status)
+                        .push_bind(w.attempt.attempt)
+                        .push_bind(next_at)
+                        .push_bind(next_job)
+                        .push_bind(w.attempt.status_code)
+                        .push_bind(&w.attempt.error)
+                        .push_bind(w.now);
+                });
+                q.push(
+                    ") AS v WHERE webhook_deliveries.shop_id = v.column1 AND webhook_deliveries.id = v.column2",
+                );
+                q.build().execute(&mut *tx).await?;
             } else {
-                cleared.retain(|c| *c != (shop, d.endpoint_id));
-                let since: Option<Option<i64>> = sqlx::query_scalar(
-                    "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE shop_id = $2 AND id = $3 AND enabled = 1 \
-                     RETURNING failing_since")
-                    .bind(a.started_at).bind(shop).bind(d.endpoint_id).fetch_optional(&mut *tx).await?;
-                match since.flatten() {
-                    Some(s) if now - s >= w.disable_after => {
-                        sqlx::query(
-                            "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE shop_id = $3 AND id = $4")
-                            .bind(format!("every delivery failed for {} hours", (now - s) / 3_600_000_000))
-                            .bind(now).bind(shop).bind(d.endpoint_id).execute(&mut *tx).await?;
-                        EndpointHealth::Disabled
-                    }
-                    _ => EndpointHealth::Ok,
+                // One delivery twice in a batch: its updates apply one after the other.
+                for &i in &fresh {
+                    let w = &batch[i];
+                    let (status, next_at, next_job) = next_of(w);
+                    let a = &w.attempt;
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, next_job = $4, last_status = $5, \
+                         last_error = $6, updated_at = $7 WHERE shop_id = $8 AND id = $9",
+                    )
+                    .bind(status)
+                    .bind(a.attempt)
+                    .bind(next_at)
+                    .bind(next_job)
+                    .bind(a.status_code)
+                    .bind(&a.error)
+                    .bind(w.now)
+                    .bind(w.scope.shop_id().0)
+                    .bind(w.delivery.id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
-            };
-            out.push(health);
-        }
-        if !jobs.is_empty() {
-            enqueue_in(&mut *tx, &jobs, batch[0].now).await?;
-        }
-        tx.commit().await?;
-        Ok(out)
-    }.await)
+            }
+            let mut out = vec![EndpointHealth::Ok; batch.len()];
+            let mut jobs = Vec::new();
+            let mut cleared: Vec<(Uuid, Uuid)> = Vec::new();
+            for &i in &fresh {
+                let w = &batch[i];
+                let (shop, d, a, now) = (w.scope.shop_id().0, &w.delivery, &w.attempt, w.now);
+                if let Next::Retry(j) = &w.next {
+                    jobs.push((**j).clone());
+                }
+                let h = if matches!(w.next, Next::Delivered) {
+                    // One success per endpoint and batch ends its failure run; the later ones in
+                    // the same batch have nothing left to end.
+                    if !cleared.contains(&(shop, d.endpoint_id)) {
+                        sqlx::query(
+                            "UPDATE webhook_endpoints SET failing_since = NULL WHERE shop_id = $1 AND id = $2 AND failing_since IS NOT NULL",
+                        )
+                        .bind(shop)
+                        .bind(d.endpoint_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        cleared.push((shop, d.endpoint_id));
+                    }
+                    EndpointHealth::Ok
+                } else {
+                    cleared.retain(|c| *c != (shop, d.endpoint_id));
+                    let since: Option<Option<i64>> = sqlx::query_scalar(
+                        "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE shop_id = $2 AND id = $3 AND enabled = 1 \
+                         RETURNING failing_since",
+                    )
+                    .bind(a.started_at)
+                    .bind(shop)
+                    .bind(d.endpoint_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match since.flatten() {
+                        Some(s) if now - s >= w.disable_after => {
+                            sqlx::query(
+                                "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE shop_id = $3 AND id = $4",
+                            )
+                            .bind(format!("every delivery failed for {} hours", (now - s) / 3_600_000_000))
+                            .bind(now)
+                            .bind(shop)
+                            .bind(d.endpoint_id)
+                            .execute(&mut *tx)
+                            .await?;
+                            EndpointHealth::Disabled
+                        }
+                        _ => EndpointHealth::Ok,
+                    }
+                };
+                out[i] = h;
+            }
+            if !jobs.is_empty() {
+                enqueue_in(&mut *tx, &jobs, batch[0].now).await?;
+            }
+            tx.commit().await?;
+            Ok(out)
+        }};
+    }
+    match db {
+        Db::Sqlite(s) => body!(s.pool, sqlx::Sqlite),
+        Db::Postgres(pool) => body!(pool, sqlx::Postgres),
+    }
 }
 
 /// Marks a delivery skipped (its endpoint is disabled or gone).

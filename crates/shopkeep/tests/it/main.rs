@@ -18,3 +18,4 @@ mod sessions;
 mod tenancy;
 mod web;
 mod webhooks;
+mod webhooks_store;

@@ -1,0 +1,258 @@
+//! The outbound webhook store under the workers: a dispatch round turns outbox events into one
+//! delivery per matching endpoint, each with its first job, and a batch of attempts moves each
+//! delivery on once, however often an attempt is handed in.
+
+use shopkeep_domain::ShopId;
+use shopkeep_store::webhooks::{
+    self as store, AttemptRecord, AttemptWrite, Delivery, DeliveryFilter, EndpointFields,
+    EndpointHealth, Next,
+};
+use shopkeep_store::{Db, ShopScope, accounts, on_pool};
+use uuid::Uuid;
+
+use crate::both_engines;
+use crate::harness::{Engine, TestApp, TestStorage, spawn_with};
+use crate::jobs_store::{NOW, QUEUE, job};
+
+both_engines!(
+    a_dispatch_round_delivers_each_event_to_each_matching_endpoint_once,
+    a_batch_of_attempts_moves_each_delivery_on_once,
+);
+
+/// A server without the worker role: no dispatcher or worker touches the rows the test writes.
+async fn setup(engine: Engine) -> (TestApp, ShopScope) {
+    let storage = TestStorage::new(engine).await;
+    let mut config = storage.config();
+    config
+        .roles
+        .retain(|r| *r != shopkeep::config::Role::Worker);
+    let app = spawn_with(storage, config).await;
+    let shop = accounts::ensure_default_shop(&app.db).await.unwrap();
+    (app, ShopScope::verified(ShopId(shop.id)))
+}
+
+async fn endpoint(db: &Db, scope: ShopScope, filter: &str, enabled: bool) -> Uuid {
+    let id = Uuid::now_v7();
+    let f = EndpointFields {
+        url: "https://hooks.example.com/in".into(),
+        description: String::new(),
+        event_types: filter.into(),
+        enabled,
+        headers: "{}".into(),
+        rate_per_second: None,
+    };
+    store::create_endpoint(db, scope, id, &f, "sealed", NOW)
+        .await
+        .unwrap();
+    id
+}
+
+async fn outbox(db: &Db, scope: ShopScope, event_type: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    on_pool!(db, pool => sqlx::query(
+        "INSERT INTO outbox (id, shop_id, event_type, resource_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(id).bind(scope.shop_id().0).bind(event_type).bind(id.to_string())
+        .bind(format!("{{\"type\":\"{event_type}\"}}")).bind(NOW)
+        .execute(pool).await.map(|_| ()))
+    .unwrap();
+    id
+}
+
+/// Each delivery's first job, in the test queue so that no worker of the server runs it.
+fn first_job(shop: Uuid, _delivery: Uuid, run_at: i64) -> shopkeep_store::jobs::NewJob {
+    let mut j = job("test.deliver");
+    j.shop_id = Some(shop);
+    j.run_at = run_at;
+    j
+}
+
+async fn deliveries(db: &Db, scope: ShopScope) -> Vec<Delivery> {
+    let f = DeliveryFilter {
+        limit: 100,
+        ..DeliveryFilter::default()
+    };
+    let mut v = store::deliveries(db, scope, &f).await.unwrap();
+    v.reverse();
+    v
+}
+
+async fn a_dispatch_round_delivers_each_event_to_each_matching_endpoint_once(engine: Engine) {
+    let (app, scope) = setup(engine).await;
+    let db = &app.db;
+    let all = endpoint(db, scope, "[]", true).await;
+    let created_only = endpoint(db, scope, "[\"order.created\"]", true).await;
+    endpoint(db, scope, "[]", false).await;
+    let events = [
+        outbox(db, scope, "order.created").await,
+        outbox(db, scope, "order.approved").await,
+        outbox(db, scope, "order.created").await,
+    ];
+
+    // A round smaller than the outbox takes the oldest events; the next round the rest.
+    assert_eq!(
+        store::dispatch_outbox(db, 2, NOW, &first_job)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        store::dispatch_outbox(db, 500, NOW, &first_job)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store::dispatch_outbox(db, 500, NOW, &first_job)
+            .await
+            .unwrap(),
+        Some(0),
+        "every event is published"
+    );
+
+    let got: Vec<(Uuid, Uuid)> = deliveries(db, scope)
+        .await
+        .iter()
+        .map(|d| (d.message_id, d.endpoint_id))
+        .collect();
+    let mut want = vec![
+        (events[0], all),
+        (events[0], created_only),
+        (events[1], all),
+        (events[2], all),
+        (events[2], created_only),
+    ];
+    let mut sorted = got.clone();
+    sorted.sort();
+    want.sort();
+    assert_eq!(sorted, want, "one delivery per event and matching endpoint");
+    // Deliveries are created in event order.
+    let order: Vec<Uuid> = got.iter().map(|(m, _)| *m).collect();
+    let mut in_event_order = order.clone();
+    in_event_order.sort();
+    assert_eq!(order, in_event_order);
+
+    // Each delivery expects the job that was enqueued with it, and no other job was enqueued.
+    let jobs = shopkeep_store::jobs::list(
+        db,
+        &shopkeep_store::jobs::JobFilter {
+            state: None,
+            kind: None,
+            queue: Some(QUEUE.into()),
+            before: None,
+            limit: 100,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(jobs.len(), 5);
+    for d in deliveries(db, scope).await {
+        assert_eq!(d.status, "pending");
+        assert!(
+            jobs.iter().any(|j| Some(j.id) == d.next_job),
+            "delivery {} has its job",
+            d.id
+        );
+    }
+    for e in events {
+        let payload = store::message_payload(db, scope, e).await.unwrap();
+        assert!(payload.is_some_and(|p| p.contains("order.")));
+    }
+}
+
+fn write(scope: ShopScope, d: &Delivery, attempt: i32, next: Next, now: i64) -> AttemptWrite {
+    let status_code = if matches!(next, Next::Delivered) {
+        204
+    } else {
+        500
+    };
+    AttemptWrite {
+        scope,
+        delivery: d.clone(),
+        attempt: AttemptRecord {
+            attempt,
+            started_at: now,
+            latency_us: 1_000,
+            status_code: Some(status_code),
+            error: (status_code != 204).then(|| "the endpoint answered 500".to_string()),
+            response_body: String::new(),
+        },
+        next,
+        now,
+        disable_after: 5 * 86_400 * 1_000_000,
+    }
+}
+
+async fn a_batch_of_attempts_moves_each_delivery_on_once(engine: Engine) {
+    let (app, scope) = setup(engine).await;
+    let db = &app.db;
+    endpoint(db, scope, "[]", true).await;
+    for _ in 0..5 {
+        outbox(db, scope, "order.created").await;
+    }
+    store::dispatch_outbox(db, 500, NOW, &first_job)
+        .await
+        .unwrap();
+    let ds = deliveries(db, scope).await;
+    assert_eq!(ds.len(), 5);
+
+    // Delivery 0 was recorded before (its job ran twice); the batch has it again, delivery 1
+    // twice, a failure of delivery 2 with its retry, delivery 3 exhausted, and two attempts of
+    // delivery 4 (its updates then apply one after the other).
+    let t = NOW + 10;
+    store::record_attempts(db, &[write(scope, &ds[0], 1, Next::Delivered, t)])
+        .await
+        .unwrap();
+    let mut retry = job("test.deliver");
+    retry.run_at = t + 5_000_000;
+    let retry_id = retry.id;
+    let mut retry4 = job("test.deliver");
+    retry4.run_at = t;
+    let batch = [
+        write(scope, &ds[0], 1, Next::Delivered, t + 1),
+        write(scope, &ds[1], 1, Next::Delivered, t + 1),
+        write(scope, &ds[1], 1, Next::Delivered, t + 2),
+        write(scope, &ds[2], 1, Next::Retry(Box::new(retry)), t + 1),
+        write(scope, &ds[3], 1, Next::Failed, t + 1),
+        write(scope, &ds[4], 1, Next::Retry(Box::new(retry4)), t + 1),
+        write(scope, &ds[4], 2, Next::Delivered, t + 2),
+    ];
+    let health = store::record_attempts(db, &batch).await.unwrap();
+    assert_eq!(health, vec![EndpointHealth::Ok; 7]);
+
+    let after = deliveries(db, scope).await;
+    let summary: Vec<(&str, i32, Option<i32>)> = after
+        .iter()
+        .map(|d| (d.status.as_str(), d.attempts, d.last_status))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("delivered", 1, Some(204)),
+            ("delivered", 1, Some(204)),
+            ("pending", 1, Some(500)),
+            ("failed", 1, Some(500)),
+            ("delivered", 2, Some(204)),
+        ]
+    );
+    assert_eq!(after[0].updated_at, t, "the repeat changed nothing");
+    assert_eq!(after[1].updated_at, t + 1, "the first of the two counts");
+    assert_eq!(after[2].next_job, Some(retry_id));
+    assert_eq!(after[2].next_attempt_at, Some(t + 5_000_000));
+    assert_eq!(
+        after[2].last_error.as_deref(),
+        Some("the endpoint answered 500")
+    );
+    assert_eq!(after[3].next_attempt_at, None);
+    assert_eq!(after[4].updated_at, t + 2, "the later attempt applies last");
+    assert_eq!(after[4].next_job, None);
+    for (d, want) in after.iter().zip([1, 1, 1, 1, 2]) {
+        assert_eq!(
+            store::attempts(db, scope, d.id).await.unwrap().len(),
+            want,
+            "one attempt row for delivery {}",
+            d.id
+        );
+    }
+    let retry_job = shopkeep_store::jobs::get(db, retry_id).await.unwrap();
+    assert!(retry_job.is_some(), "the retry was enqueued with the batch");
+}
