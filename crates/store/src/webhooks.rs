@@ -566,9 +566,6 @@ struct OutboxRow {
     id: Uuid,
     shop_id: Uuid,
     event_type: String,
-    resource_id: String,
-    payload: String,
-    created_at: i64,
 }
 
 /// Turns up to `limit` unpublished outbox events, oldest first, into messages and one delivery
@@ -604,8 +601,7 @@ pub async fn dispatch_outbox(
                 }
             }
             let rows: Vec<OutboxRow> = sqlx::query_as(
-                "SELECT id, shop_id, event_type, resource_id, payload, created_at FROM outbox \
-                 WHERE published_at IS NULL ORDER BY id LIMIT $1",
+                "SELECT id, shop_id, event_type FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
             )
             .bind(limit)
             .fetch_all(&mut *tx)
@@ -644,19 +640,17 @@ pub async fn dispatch_outbox(
                     messages.push(r);
                 }
             }
+            // The messages are copied inside the database: the payloads never leave it.
             for chunk in messages.chunks(500) {
                 let mut q: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
-                    "INSERT INTO webhook_messages (shop_id, id, event_type, resource_id, payload, created_at) ",
+                    "INSERT INTO webhook_messages (shop_id, id, event_type, resource_id, payload, created_at) \
+                     SELECT shop_id, id, event_type, resource_id, payload, created_at FROM outbox WHERE id IN (",
                 );
-                q.push_values(chunk, |mut row, r| {
-                    row.push_bind(r.shop_id)
-                        .push_bind(r.id)
-                        .push_bind(&r.event_type)
-                        .push_bind(&r.resource_id)
-                        .push_bind(&r.payload)
-                        .push_bind(r.created_at);
-                });
-                q.push(" ON CONFLICT DO NOTHING");
+                let mut ids = q.separated(", ");
+                for r in chunk {
+                    ids.push_bind(r.id);
+                }
+                q.push(") ON CONFLICT DO NOTHING");
                 q.build().execute(&mut *tx).await?;
             }
             let mut jobs = Vec::new();

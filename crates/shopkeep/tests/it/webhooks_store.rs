@@ -153,9 +153,22 @@ async fn a_dispatch_round_delivers_each_event_to_each_matching_endpoint_once(eng
             d.id
         );
     }
-    for e in events {
-        let payload = store::message_payload(db, scope, e).await.unwrap();
-        assert!(payload.is_some_and(|p| p.contains("order.")));
+    // Each message is its outbox event, copied as it was.
+    for (e, kind) in events
+        .iter()
+        .zip(["order.created", "order.approved", "order.created"])
+    {
+        let payload = store::message_payload(db, scope, *e).await.unwrap();
+        assert_eq!(payload, Some(format!("{{\"type\":\"{kind}\"}}")));
+    }
+    for d in deliveries(db, scope).await {
+        assert_eq!(d.resource_id, d.message_id.to_string());
+        let kind = if d.message_id == events[1] {
+            "order.approved"
+        } else {
+            "order.created"
+        };
+        assert_eq!(d.event_type, kind);
     }
 }
 
