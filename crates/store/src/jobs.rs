@@ -333,27 +333,12 @@ struct Finish {
     keep_until: i64,
 }
 
-/// Marks the jobs of `$done` (`&[Finished]`) whose `result` is set succeeded, then counts every
-/// one of them per minute and kind, on `$conn` (a `&mut` connection inside a transaction); adds
-/// the rows changed to `$changed`.
+/// Counts every job of `$done` (`&[Finished]`) per minute and kind, on `$conn` (a `&mut`
+/// connection inside a transaction).
 macro_rules! succeed_rest {
-    ($conn:expr, $done:expr, $owner:expr, $t:expr, $changed:ident) => {{
+    ($conn:expr, $done:expr, $t:expr) => {{
         let conn = $conn;
         let per_kind = count_by_kind($done.iter().map(|f| f.kind.as_str()));
-        for f in $done.iter().filter(|f| f.result.is_some()) {
-            $changed += sqlx::query(
-                "UPDATE jobs SET state = 'succeeded', progress = 100, lease_until = NULL, finished_at = $1, \
-                 expires_at = $2, result = $3 WHERE state = 'running' AND lease_owner = $4 AND id = $5",
-            )
-            .bind($t.now)
-            .bind($t.keep_until)
-            .bind(&f.result)
-            .bind($owner)
-            .bind(f.id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        }
         let minute = $t.now - $t.now.rem_euclid(MICROS_PER_MINUTE);
         for (kind, n) in &per_kind {
             count_minute!(&mut *conn, minute, *kind, *n, 0_i64)?;
@@ -392,7 +377,28 @@ async fn succeed_sqlite(
         q.push(")");
         changed += q.build().execute(&mut *conn).await?.rows_affected();
     }
-    succeed_rest!(conn, done, owner, t, changed);
+    // Jobs with a result: one statement per chunk, each row's result from the VALUES list, found
+    // by primary key (`|| ''` keeps jobs_leased out of the plan, as in pg_succeed_by_id).
+    let with_result: Vec<(Uuid, &str)> = done
+        .iter()
+        .filter_map(|f| f.result.as_deref().map(|r| (f.id, r)))
+        .collect();
+    for chunk in with_result.chunks(500) {
+        let mut q: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new(SUCCEED_PLAIN);
+        q.push_bind(t.now)
+            .push(", expires_at = ")
+            .push_bind(t.keep_until)
+            .push(", result = v.column2 FROM (");
+        q.push_values(chunk, |mut row, (id, result)| {
+            row.push_bind(*id).push_bind(*result);
+        });
+        q.push(
+            ") AS v WHERE jobs.id = v.column1 AND jobs.state = 'running' AND jobs.lease_owner || '' = ",
+        )
+        .push_bind(owner);
+        changed += q.build().execute(&mut *conn).await?.rows_affected();
+    }
+    succeed_rest!(conn, done, t);
     Ok(changed)
 }
 
@@ -432,7 +438,26 @@ async fn succeed_postgres(
             .await?
             .rows_affected();
     }
-    succeed_rest!(conn, done, owner, t, changed);
+    let (ids, results): (Vec<Uuid>, Vec<&str>) = done
+        .iter()
+        .filter_map(|f| f.result.as_deref().map(|r| (f.id, r)))
+        .unzip();
+    if !ids.is_empty() {
+        changed += sqlx::query(
+            "UPDATE jobs SET state = 'succeeded', progress = 100, lease_until = NULL, finished_at = $1, \
+             expires_at = $2, result = done.result FROM unnest($3::uuid[], $4::text[]) AS done (id, result) \
+             WHERE jobs.id = done.id AND jobs.state = 'running' AND jobs.lease_owner || '' = $5",
+        )
+        .bind(t.now)
+        .bind(t.keep_until)
+        .bind(&ids)
+        .bind(&results)
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    succeed_rest!(conn, done, t);
     Ok(changed)
 }
 

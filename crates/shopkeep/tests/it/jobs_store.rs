@@ -13,6 +13,7 @@ use crate::harness::{Engine, spawn_app};
 both_engines!(
     every_state_lists_its_own_jobs_newest_first,
     a_completion_changes_only_the_jobs_its_owner_runs,
+    a_completion_stores_each_jobs_own_result,
 );
 
 /// A queue no worker of the test server runs, so only the test moves these jobs.
@@ -221,4 +222,69 @@ async fn a_completion_changes_only_the_jobs_its_owner_runs(engine: Engine) {
         newest_first(all[..2].to_vec())
     );
     assert_eq!(ids(db, Some("queued"), None).await, vec![all[2]]);
+}
+
+async fn a_completion_stores_each_jobs_own_result(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let db = &app.db;
+    let jobs: Vec<NewJob> = (0..4).map(|_| job("test.result")).collect();
+    store::enqueue(db, &jobs, NOW).await.unwrap();
+    let mut all: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    all.sort();
+    // w1 runs the first three; the fourth stays queued.
+    let claimed = store::claim(db, QUEUE, "w1", 3, NOW, NOW + 60_000_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let done = |id: Uuid, result: Option<&str>| Finished {
+        id,
+        kind: "test.result".into(),
+        result: result.map(str::to_string),
+    };
+    let batch = [
+        done(all[0], Some(r#"{"n":0}"#)),
+        done(all[1], None),
+        done(all[2], Some(r#"{"n":2}"#)),
+        done(all[3], Some(r#"{"n":3}"#)),
+    ];
+    assert_eq!(
+        store::complete(db, "w1", &batch, NOW + 1, NOW + 1_000)
+            .await
+            .unwrap(),
+        3,
+        "the queued job is not w1's to complete"
+    );
+    let mut got = Vec::new();
+    for id in &all {
+        let row = store::get(db, *id).await.unwrap().unwrap();
+        got.push((row.state, row.result));
+    }
+    assert_eq!(
+        got,
+        vec![
+            ("succeeded".to_string(), Some(r#"{"n":0}"#.to_string())),
+            ("succeeded".to_string(), None),
+            ("succeeded".to_string(), Some(r#"{"n":2}"#.to_string())),
+            ("queued".to_string(), None),
+        ]
+    );
+    // Through the SQLite workers' path too: completion and claim in one transaction.
+    let claimed = store::claim(db, QUEUE, "w2", 1, NOW + 2, NOW + 60_000_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let (n, _) = store::complete_and_claim(
+        db,
+        "w2",
+        &[done(all[3], Some(r#"{"n":"last"}"#))],
+        &[],
+        NOW + 3,
+        NOW + 1_000,
+        NOW + 60_000_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    let row = store::get(db, all[3]).await.unwrap().unwrap();
+    assert_eq!(row.result.as_deref(), Some(r#"{"n":"last"}"#));
 }
