@@ -335,7 +335,7 @@ struct Finish {
 
 /// Counts every job of `$done` (`&[Finished]`) per minute and kind, on `$conn` (a `&mut`
 /// connection inside a transaction).
-macro_rules! succeed_rest {
+macro_rules! count_successes {
     ($conn:expr, $done:expr, $t:expr) => {{
         let conn = $conn;
         let per_kind = count_by_kind($done.iter().map(|f| f.kind.as_str()));
@@ -398,7 +398,7 @@ async fn succeed_sqlite(
         .push_bind(owner);
         changed += q.build().execute(&mut *conn).await?.rows_affected();
     }
-    succeed_rest!(conn, done, t);
+    count_successes!(conn, done, t);
     Ok(changed)
 }
 
@@ -457,7 +457,7 @@ async fn succeed_postgres(
         .await?
         .rows_affected();
     }
-    succeed_rest!(conn, done, t);
+    count_successes!(conn, done, t);
     Ok(changed)
 }
 
