@@ -2,6 +2,9 @@
 //! transaction and answers each caller after the commit. A caller still hears back only once its
 //! write is durable; under load one fsync (and, on SQLite, one turn at the writer lock) serves
 //! every write that arrived while the previous batch was committing.
+//!
+//! Reads batch the same way: many callers asking for one row each share one query
+//! ([`GroupCommit::read`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,5 +66,11 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
         let gone = || StoreError::Other(anyhow::anyhow!("the group-commit writer has stopped"));
         self.tx.send((item, reply)).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
+    }
+
+    /// [`Self::write`] for a batch function that only reads: `item` is asked with whatever else
+    /// is waiting, in one query.
+    pub async fn read(&self, item: I) -> Result<O, StoreError> {
+        self.write(item).await
     }
 }

@@ -881,25 +881,62 @@ impl From<AttemptRow> for AttemptContext {
     }
 }
 
-/// One delivery of the scoped shop with its endpoint and payload: what
-/// [`delivery`], [`endpoint`] and [`message_payload`] give, in one read.
-pub async fn attempt_context(
+/// Deliveries with their endpoints and payloads: what [`delivery`], [`endpoint`] and
+/// [`message_payload`] give, for many deliveries in one read. The answer has one entry per
+/// asked `(scope, id)`, in order; `None` where that shop has no such delivery.
+pub async fn attempt_contexts(
     db: &Db,
-    scope: ShopScope,
-    id: Uuid,
-) -> Result<Option<AttemptContext>, StoreError> {
-    const SQL: &str = "SELECT d.shop_id, d.id, d.message_id, d.endpoint_id, m.event_type, m.resource_id, d.status, d.attempts, \
+    asked: &[(ShopScope, Uuid)],
+) -> Result<Vec<Option<AttemptContext>>, StoreError> {
+    if asked.is_empty() {
+        return Ok(Vec::new());
+    }
+    const SELECT: &str = "SELECT d.shop_id, d.id, d.message_id, d.endpoint_id, m.event_type, m.resource_id, d.status, d.attempts, \
          d.retry_base, d.next_attempt_at, d.next_job, d.last_status, d.last_error, d.created_at, d.updated_at, m.payload, \
          e.url AS e_url, e.description AS e_description, e.event_types AS e_event_types, e.enabled AS e_enabled, \
          e.secret AS e_secret, e.previous_secret AS e_previous_secret, e.previous_until AS e_previous_until, \
          e.headers AS e_headers, e.rate_per_second AS e_rate_per_second, e.failing_since AS e_failing_since, \
          e.disabled_reason AS e_disabled_reason, e.created_at AS e_created_at, e.updated_at AS e_updated_at \
-         FROM webhook_deliveries d JOIN webhook_messages m ON m.shop_id = d.shop_id AND m.id = d.message_id \
-         LEFT JOIN webhook_endpoints e ON e.shop_id = d.shop_id AND e.id = d.endpoint_id \
-         WHERE d.shop_id = $1 AND d.id = $2";
-    let row: Option<AttemptRow> = on_pool!(db, pool => sqlx::query_as(SQL)
-        .bind(scope.shop_id().0).bind(id).fetch_optional(pool).await?);
-    Ok(row.map(AttemptContext::from))
+         FROM (";
+    const JOINS: &str = ") AS v JOIN webhook_deliveries d ON d.shop_id = v.column1 AND d.id = v.column2 \
+         JOIN webhook_messages m ON m.shop_id = d.shop_id AND m.id = d.message_id \
+         LEFT JOIN webhook_endpoints e ON e.shop_id = d.shop_id AND e.id = d.endpoint_id";
+    macro_rules! read {
+        ($pool:expr, $db:ty) => {{
+            let mut q: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(SELECT);
+            q.push_values(asked, |mut row, (scope, id)| {
+                row.push_bind(scope.shop_id().0).push_bind(*id);
+            });
+            q.push(JOINS);
+            q.build_query_as::<AttemptRow>().fetch_all($pool).await?
+        }};
+    }
+    let rows = match db {
+        Db::Sqlite(s) => read!(&s.pool, sqlx::Sqlite),
+        Db::Postgres(p) => read!(p, sqlx::Postgres),
+    };
+    let mut found: std::collections::HashMap<(Uuid, Uuid), AttemptContext> = rows
+        .into_iter()
+        .map(|r| ((r.delivery.shop_id, r.delivery.id), AttemptContext::from(r)))
+        .collect();
+    let key = |(scope, id): &(ShopScope, Uuid)| (scope.shop_id().0, *id);
+    // A delivery asked for more than once gets a copy for each asker but the last.
+    let mut left: std::collections::HashMap<(Uuid, Uuid), usize> = std::collections::HashMap::new();
+    for a in asked {
+        *left.entry(key(a)).or_default() += 1;
+    }
+    let mut out: Vec<Option<AttemptContext>> = Vec::with_capacity(asked.len());
+    for a in asked {
+        let k = key(a);
+        let n = left.entry(k).or_default();
+        *n -= 1;
+        out.push(if *n == 0 {
+            found.remove(&k)
+        } else {
+            found.get(&k).cloned()
+        });
+    }
+    Ok(out)
 }
 
 /// The message a delivery carries: its payload.

@@ -89,6 +89,8 @@ pub struct WebhookService {
     /// Records delivery attempts with group commit; started with the database of the first
     /// attempt (a process has one).
     attempts: std::sync::OnceLock<outbound::AttemptWriter>,
+    /// Reads attempts' deliveries, endpoints and payloads in batches; started like `attempts`.
+    contexts: std::sync::OnceLock<outbound::ContextReader>,
 }
 
 impl WebhookService {
@@ -101,6 +103,7 @@ impl WebhookService {
             sealer,
             client,
             attempts: std::sync::OnceLock::new(),
+            contexts: std::sync::OnceLock::new(),
         })
     }
 
@@ -108,6 +111,12 @@ impl WebhookService {
     pub fn attempt_writer(&self, db: &Db) -> &outbound::AttemptWriter {
         self.attempts
             .get_or_init(|| outbound::start_attempt_writer(db.clone()))
+    }
+
+    /// The attempt context reader, started on first use.
+    pub fn context_reader(&self, db: &Db) -> &outbound::ContextReader {
+        self.contexts
+            .get_or_init(|| outbound::start_context_reader(db.clone()))
     }
 
     /// Seals a secret for storage; `aad` binds it to its row.

@@ -33,6 +33,16 @@ pub fn start_attempt_writer(db: Db) -> AttemptWriter {
     })
 }
 
+/// Reads what attempts need, many at once: concurrent attempts share one query.
+pub type ContextReader = GroupCommit<(ShopScope, Uuid), Option<store::AttemptContext>>;
+
+/// Starts the context reader for `db`.
+pub fn start_context_reader(db: Db) -> ContextReader {
+    GroupCommit::start(db, |db, asked| {
+        Box::pin(async move { store::attempt_contexts(&db, &asked).await })
+    })
+}
+
 /// The first bytes of a response body kept in the delivery log.
 pub const KEEP_BODY: usize = 4096;
 
@@ -238,7 +248,7 @@ pub async fn attempt(
         delivery: d,
         endpoint,
         payload,
-    }) = store::attempt_context(db, scope, delivery).await?
+    }) = svc.context_reader(db).read((scope, delivery)).await?
     else {
         return Ok(Outcome::Skipped {
             why: "the delivery no longer exists".into(),

@@ -17,6 +17,7 @@ use crate::jobs_store::{NOW, QUEUE, job};
 both_engines!(
     a_dispatch_round_delivers_each_event_to_each_matching_endpoint_once,
     a_batch_of_attempts_moves_each_delivery_on_once,
+    one_read_gives_each_asked_delivery_its_own_context,
 );
 
 /// A server without the worker role: no dispatcher or worker touches the rows the test writes.
@@ -268,4 +269,52 @@ async fn a_batch_of_attempts_moves_each_delivery_on_once(engine: Engine) {
     }
     let retry_job = shopkeep_store::jobs::get(db, retry_id).await.unwrap();
     assert!(retry_job.is_some(), "the retry was enqueued with the batch");
+}
+
+async fn one_read_gives_each_asked_delivery_its_own_context(engine: Engine) {
+    let (app, scope) = setup(engine).await;
+    let db = &app.db;
+    let first = endpoint(db, scope, "[]", true).await;
+    let second = endpoint(db, scope, "[\"order.created\"]", true).await;
+    outbox(db, scope, "order.created").await;
+    outbox(db, scope, "order.approved").await;
+    store::dispatch_outbox(db, 500, NOW, &first_job)
+        .await
+        .unwrap();
+    let ds = deliveries(db, scope).await;
+    assert_eq!(ds.len(), 3);
+    let other_shop = ShopScope::verified(ShopId(Uuid::now_v7()));
+    let asked = [
+        (scope, ds[2].id),
+        (scope, Uuid::now_v7()),
+        (scope, ds[0].id),
+        (scope, ds[2].id),
+        (other_shop, ds[1].id),
+        (scope, ds[1].id),
+    ];
+    let got = store::attempt_contexts(db, &asked).await.unwrap();
+    assert_eq!(got.len(), asked.len(), "one answer per question");
+    assert!(got[1].is_none(), "an unknown delivery has no context");
+    assert!(
+        got[4].is_none(),
+        "another shop's scope does not see the delivery"
+    );
+    for i in [0, 2, 3, 5] {
+        let c = got[i].as_ref().expect("a known delivery has its context");
+        let d = ds.iter().find(|d| d.id == asked[i].1).unwrap();
+        assert_eq!(c.delivery.id, d.id, "answer {i} is the delivery asked for");
+        assert_eq!(c.delivery.message_id, d.message_id);
+        let e = c.endpoint.as_ref().expect("its endpoint exists");
+        assert_eq!(e.id, d.endpoint_id);
+        assert!([first, second].contains(&e.id));
+        let payload = store::message_payload(db, scope, d.message_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.payload, payload, "answer {i} carries its own message");
+    }
+    assert!(
+        store::attempt_contexts(db, &[]).await.unwrap().is_empty(),
+        "nothing asked, nothing read"
+    );
 }
