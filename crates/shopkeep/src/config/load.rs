@@ -464,12 +464,15 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
     );
 
     let j = &mut c.jobs;
+    let mut listed = std::collections::BTreeMap::new();
     t.take(
         "jobs.queues",
         "a list such as default=10,maintenance=1 (queue=concurrency, 0-1000)",
-        &mut j.queues,
+        &mut listed,
         |r| parse_queues(&r.string()?),
     );
+    // A listed queue replaces its built-in concurrency; the others keep theirs.
+    j.queues.extend(listed);
     t.take(
         "jobs.default_concurrency",
         "a whole number from 0 to 1000",
@@ -651,6 +654,33 @@ mod tests {
         assert_eq!(c.listen.to_string(), "0.0.0.0:9100");
         assert_eq!(c.database.max_connections, 4);
         assert_eq!(c.http.body_limit, 2 << 20);
+    }
+
+    #[test]
+    fn a_queue_list_replaces_only_the_queues_it_names() {
+        let queues = |pairs: &[(&str, &str)]| load(&env(pairs)).unwrap().jobs.queues;
+        let built_in = queues(&[]);
+        assert_eq!(built_in.get("webhooks"), Some(&256), "{built_in:?}");
+        assert_eq!(built_in.len(), 1, "{built_in:?}");
+        let listed = queues(&[("SHOPKEEP_JOBS__QUEUES", "default=20,maintenance=1")]);
+        assert_eq!(listed.get("default"), Some(&20));
+        assert_eq!(listed.get("maintenance"), Some(&1));
+        assert_eq!(
+            listed.get("webhooks"),
+            Some(&256),
+            "unnamed queues keep theirs"
+        );
+        let replaced = queues(&[("SHOPKEEP_JOBS__QUEUES", "webhooks=0")]);
+        assert_eq!(
+            replaced.get("webhooks"),
+            Some(&0),
+            "a named queue takes the listed value"
+        );
+        let options = load(&env(&[("SHOPKEEP_JOBS__QUEUES", "webhooks=8")]))
+            .unwrap()
+            .jobs
+            .options();
+        assert_eq!(options.concurrency.get("webhooks"), Some(&8));
     }
 
     #[test]

@@ -187,6 +187,8 @@ impl WebhooksConfig {
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
     /// Concurrency per queue (`default=10,maintenance=1`); 0 leaves a queue to other instances.
+    /// Starts as [`JobsConfig::BUILT_IN_QUEUES`]; a configured list replaces only the queues it
+    /// names.
     pub queues: std::collections::BTreeMap<String, usize>,
     /// Concurrency of a queue not listed.
     pub default_concurrency: usize,
@@ -203,6 +205,11 @@ pub struct JobsConfig {
 }
 
 impl JobsConfig {
+    /// Queues that run at other than `default_concurrency` unless `jobs.queues` names them.
+    /// A webhook delivery spends its time waiting on the receiver (up to the 15 s timeout), so
+    /// many run at once: at 10, a few slow receivers would hold up every shop's deliveries.
+    pub const BUILT_IN_QUEUES: &[(&str, usize)] = &[(shopkeep_server::webhooks::QUEUE, 256)];
+
     /// Options for [`shopkeep_jobs::Jobs::new`].
     pub fn options(&self) -> shopkeep_jobs::JobsOptions {
         shopkeep_jobs::JobsOptions {
@@ -339,7 +346,11 @@ impl Config {
             jobs: {
                 let d = shopkeep_jobs::JobsOptions::default();
                 JobsConfig {
-                    queues: d.concurrency,
+                    queues: JobsConfig::BUILT_IN_QUEUES
+                        .iter()
+                        .map(|(q, n)| (q.to_string(), *n))
+                        .chain(d.concurrency)
+                        .collect(),
                     default_concurrency: d.default_concurrency,
                     poll_interval: d.poll_interval,
                     lease: d.lease,
