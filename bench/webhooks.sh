@@ -17,8 +17,8 @@
 # Usage (from the repository root):   bench/webhooks.sh
 #   DURATION=15s            wrk duration of the inbound run (a 3 s unreported warm-up precedes it)
 #   CONNS=64                wrk connections of the inbound run
-#   DELIVERIES=20000        order events delivered in the outbound run
-#   DELIVERY_CONCURRENCY=64 concurrency of the webhooks queue in the outbound run
+#   DELIVERIES=40000        order events delivered in the outbound run
+#   DELIVERY_CONCURRENCY=256 concurrency of the webhooks queue in the outbound run (the built-in one)
 #   RECV_PORT=18182         port of the receiver
 #   PORT, PG, SQLITE, PG_ADMIN_URL, BUILD as in bench/lib.sh
 #
@@ -28,8 +28,8 @@ set -euo pipefail
 
 DURATION=${DURATION:-15s}
 CONNS=${CONNS:-64}
-DELIVERIES=${DELIVERIES:-20000}
-DELIVERY_CONCURRENCY=${DELIVERY_CONCURRENCY:-64}
+DELIVERIES=${DELIVERIES:-40000}
+DELIVERY_CONCURRENCY=${DELIVERY_CONCURRENCY:-256}
 RECV_PORT=${RECV_PORT:-18182}
 
 # shellcheck source=bench/lib.sh
