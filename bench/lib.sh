@@ -1,5 +1,5 @@
-# Shared pieces of the benchmark scripts; sourced, not run. bench/jobs.sh uses it; the older
-# scripts (foundation.sh, auth.sh, orders.sh) still carry their own copies.
+# Shared pieces of the benchmark scripts; sourced, not run. Every script but the oldest two
+# (foundation.sh and auth.sh, which still carry their own copies) uses it.
 #
 # The sourcing script sets `set -euo pipefail` and its own knobs first, then calls bench_init.
 # Knobs every script shares (defaults below):
