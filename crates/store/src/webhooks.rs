@@ -915,28 +915,17 @@ pub async fn attempt_contexts(
         Db::Sqlite(s) => read!(&s.pool, sqlx::Sqlite),
         Db::Postgres(p) => read!(p, sqlx::Postgres),
     };
-    let mut found: std::collections::HashMap<(Uuid, Uuid), AttemptContext> = rows
-        .into_iter()
-        .map(|r| ((r.delivery.shop_id, r.delivery.id), AttemptContext::from(r)))
-        .collect();
-    let key = |(scope, id): &(ShopScope, Uuid)| (scope.shop_id().0, *id);
-    // A delivery asked for more than once gets a copy for each asker but the last.
-    let mut left: std::collections::HashMap<(Uuid, Uuid), usize> = std::collections::HashMap::new();
-    for a in asked {
-        *left.entry(key(a)).or_default() += 1;
+    // The join keeps one row per asked pair, so a delivery asked twice comes back twice.
+    let mut found: std::collections::HashMap<(Uuid, Uuid), Vec<AttemptContext>> =
+        std::collections::HashMap::new();
+    for r in rows {
+        let key = (r.delivery.shop_id, r.delivery.id);
+        found.entry(key).or_default().push(AttemptContext::from(r));
     }
-    let mut out: Vec<Option<AttemptContext>> = Vec::with_capacity(asked.len());
-    for a in asked {
-        let k = key(a);
-        let n = left.entry(k).or_default();
-        *n -= 1;
-        out.push(if *n == 0 {
-            found.remove(&k)
-        } else {
-            found.get(&k).cloned()
-        });
-    }
-    Ok(out)
+    Ok(asked
+        .iter()
+        .map(|(scope, id)| found.get_mut(&(scope.shop_id().0, *id)).and_then(Vec::pop))
+        .collect())
 }
 
 /// The message a delivery carries: its payload.
