@@ -69,6 +69,12 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
 
     let res = next.run(req).instrument(span.clone()).await;
     let mut res = into_problem_if_error(res, &request_id).await;
+    // A body refused as too large is left unread on the connection, which the server then
+    // closes: say so, or a client may send its next request on a connection about to go away.
+    if res.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(REQUEST_ID.clone(), v);
     }

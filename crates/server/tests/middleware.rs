@@ -153,6 +153,11 @@ async fn an_oversized_body_is_refused_with_413_problem() {
     let big = format!(r#"{{"item_name":"{}","quantity":1}}"#, "a".repeat(4000));
     let (status, headers, body) = call(post_json("/orders", big)).await;
     assert_problem(status, &headers, &body, 413, "payload_too_large");
+    assert_eq!(
+        headers[header::CONNECTION],
+        "close",
+        "the unread body ends the connection"
+    );
 }
 
 #[tokio::test]
