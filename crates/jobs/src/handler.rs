@@ -139,6 +139,7 @@ pub struct JobContext {
     pub cancel: CancellationToken,
     pub(crate) db: Db,
     pub(crate) owner: Arc<str>,
+    pub(crate) along: Arc<std::sync::Mutex<Option<store::Along>>>,
 }
 
 impl JobContext {
@@ -150,6 +151,16 @@ impl JobContext {
     /// Reports progress, 0-100 (larger values count as 100).
     pub async fn progress(&self, percent: u8) -> Result<(), StoreError> {
         store::set_progress(&self.db, &self.owner, self.id, i32::from(percent.min(100))).await
+    }
+
+    /// Leaves `write` to the job's completion instead of committing it now: it commits in the
+    /// transaction that marks the job succeeded, and on SQLite in the same turn at the one writer
+    /// as the worker's next claims, so a handler whose last step is a write does not wait for a
+    /// commit of its own. It is written only when the handler then returns `Ok`; a crash before
+    /// the completion commits loses it with the completion, and the job runs again. A later call
+    /// replaces an earlier one.
+    pub fn complete_with(&self, write: store::Along) {
+        *self.along.lock().unwrap_or_else(|p| p.into_inner()) = Some(write);
     }
 
     /// True on the last attempt the job has.

@@ -328,7 +328,9 @@ impl Jobs {
             cancel: token.clone(),
             db: db.clone(),
             owner: owner.clone(),
+            along: Default::default(),
         };
+        let along = ctx.along.clone();
         let clock = Instant::now();
         let mut handle = tokio::spawn((kind.run)(ctx, args));
         let timeout = Duration::from_millis(u64::try_from(job.timeout_ms).unwrap_or(0));
@@ -370,10 +372,12 @@ impl Jobs {
                 metrics::counter!("shopkeep_jobs_succeeded_total", "kind" => kind_label)
                     .increment(1);
                 let result = result.map(|v| v.to_string());
+                let along = along.lock().unwrap_or_else(|p| p.into_inner()).take();
                 let _ = done.send(Finished {
                     id: job.id,
                     kind: job.kind,
                     result,
+                    along,
                 });
             }
             Outcome::Cancelled if self.inner.stopping.load(Ordering::SeqCst) => {
@@ -604,7 +608,11 @@ impl Jobs {
         }
     }
 
-    /// Marks `done` succeeded, retrying with backoff until the database takes it.
+    /// Marks `done` succeeded, retrying with backoff until the database takes it. A write along
+    /// that the database refuses for good must not hold back the other completions, nor its own:
+    /// the jobs are then completed one at a time, and one whose write is still refused is
+    /// completed without it, with an error in the log. (The one such write known is an attempt
+    /// at a delivery whose shop was deleted meanwhile, which took the delivery with it.)
     async fn record_successes(&self, done: &[Finished]) {
         let mut wait = Duration::from_millis(50);
         loop {
@@ -619,6 +627,21 @@ impl Jobs {
             .await
             {
                 Ok(_) => return,
+                Err(e) if !e.is_retryable() && done.iter().any(|f| f.along.is_some()) => {
+                    if let [one] = done {
+                        tracing::error!(job = %one.id, kind = %one.kind, error = %e, "the write a finished job left to its completion was refused; completing the job without it");
+                        let bare = Finished {
+                            along: None,
+                            ..one.clone()
+                        };
+                        return Box::pin(self.record_successes(std::slice::from_ref(&bare))).await;
+                    }
+                    tracing::warn!(jobs = done.len(), error = %e, "completing finished jobs with their writes was refused; completing them one at a time");
+                    for f in done {
+                        Box::pin(self.record_successes(std::slice::from_ref(f))).await;
+                    }
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(jobs = done.len(), error = %e, "recording finished jobs failed; retrying");
                     tokio::time::sleep(wait).await;

@@ -1,6 +1,6 @@
 //! The audit log: who did what, from where, to which shop.
 
-use shopkeep_domain::{ShopId, Timestamp, UserId};
+use shopkeep_domain::{ShopId, UserId};
 use uuid::Uuid;
 
 use crate::{Db, ShopScope, StoreError, on_pool};
@@ -45,14 +45,33 @@ pub struct AuditRow {
     pub created_at: i64,
 }
 
+/// Inserts `$e` (an [`AuditEntry`]) through `$conn`: a pool, or a caller's open transaction.
+macro_rules! insert_audit {
+    ($conn:expr, $e:expr) => {{
+        let e: &$crate::audit::AuditEntry = $e;
+        sqlx::query(
+            "INSERT INTO audit_log (id, shop_id, actor_id, action, target, ip, detail, request_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(e.shop.map(|s| s.0))
+        .bind(e.actor.map(|a| a.0))
+        .bind(e.action)
+        .bind(&e.target)
+        .bind(&e.ip)
+        .bind(e.detail.to_string())
+        .bind(&e.request_id)
+        .bind(shopkeep_domain::Timestamp::now().0)
+        .execute($conn)
+        .await
+        .map(|_| ())
+    }};
+}
+pub(crate) use insert_audit;
+
 /// Appends an event.
 pub async fn record(db: &Db, e: AuditEntry) -> Result<(), StoreError> {
-    on_pool!(db, pool => sqlx::query(
-        "INSERT INTO audit_log (id, shop_id, actor_id, action, target, ip, detail, request_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-        .bind(Uuid::now_v7()).bind(e.shop.map(|s| s.0)).bind(e.actor.map(|a| a.0)).bind(e.action)
-        .bind(&e.target).bind(&e.ip).bind(e.detail.to_string()).bind(&e.request_id).bind(Timestamp::now().0)
-        .execute(pool).await.map(|_| ()))?;
+    on_pool!(db, pool => insert_audit!(pool, &e))?;
     Ok(())
 }
 

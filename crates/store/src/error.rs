@@ -22,6 +22,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database could not take the operation now (unreachable, or its disk full): the same
+    /// operation may succeed later, unlike one the database refused for what it is.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Full(_))
+    }
+
     /// A copy for each caller of a batched write that failed (`sqlx::Error` is not `Clone`):
     /// the same variant, the cause kept as text.
     pub fn for_each_caller(&self) -> StoreError {

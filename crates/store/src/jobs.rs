@@ -324,6 +324,28 @@ pub struct Finished {
     pub kind: String,
     /// Small JSON result, when the handler returned one.
     pub result: Option<String>,
+    /// A write the handler left to this completion, committed in the same transaction.
+    pub along: Option<Along>,
+}
+
+/// A write a handler leaves to its job's completion instead of committing it on its own: it
+/// commits in the transaction that marks the job succeeded, which on SQLite is also the turn at
+/// the writer that claims the next jobs.
+#[derive(Debug, Clone)]
+pub enum Along {
+    /// A webhook delivery attempt, as [`crate::webhooks::record_attempts`] writes it.
+    WebhookAttempt(Box<crate::webhooks::AttemptWrite>),
+}
+
+/// Writes the [`Along`]s of `done` inside the completion's open transaction.
+async fn write_alongs<'a>(conn: impl Into<Conn<'a>>, done: &[Finished]) -> Result<(), StoreError> {
+    let attempts: Vec<&crate::webhooks::AttemptWrite> = done
+        .iter()
+        .filter_map(|f| f.along.as_ref().map(|Along::WebhookAttempt(w)| &**w))
+        .collect();
+    crate::webhooks::record_attempts_in(conn, &attempts)
+        .await
+        .map(|_| ())
 }
 
 /// Times a completion writes.
@@ -461,8 +483,9 @@ async fn succeed_postgres(
     Ok(changed)
 }
 
-/// Marks finished jobs of `owner` succeeded in one transaction and counts them. Jobs whose lease
-/// `owner` lost in the meantime are left alone. Returns the rows changed.
+/// Marks finished jobs of `owner` succeeded in one transaction, with the writes they carry
+/// along, and counts them. Jobs whose lease `owner` lost in the meantime are left alone, but
+/// their writes along are made: each records work that was done. Returns the rows changed.
 pub async fn complete(
     db: &Db,
     owner: &str,
@@ -478,13 +501,14 @@ pub async fn complete(
     Ok(match db {
         Db::Sqlite(s) => {
             let mut tx = s.pool.begin().await?;
+            write_alongs(&mut *tx, done).await?;
             let n = succeed_sqlite(&mut tx, owner, done, t).await?;
             tx.commit().await?;
             n
         }
-        // Without results, one statement (one round trip instead of four: BEGIN, UPDATE, the
-        // counters, COMMIT); it counts the jobs it changed.
-        Db::Postgres(pool) if done.iter().all(|f| f.result.is_none()) => {
+        // Without results or writes along, one statement (one round trip instead of four:
+        // BEGIN, UPDATE, the counters, COMMIT); it counts the jobs it changed.
+        Db::Postgres(pool) if done.iter().all(|f| f.result.is_none() && f.along.is_none()) => {
             let ids: Vec<Uuid> = done.iter().map(|f| f.id).collect();
             let sql = format!(
                 "WITH done AS ({} RETURNING jobs.kind), \
@@ -506,6 +530,7 @@ pub async fn complete(
         }
         Db::Postgres(pool) => {
             let mut tx = pool.begin().await?;
+            write_alongs(&mut *tx, done).await?;
             let n = succeed_postgres(&mut tx, owner, done, t).await?;
             tx.commit().await?;
             n
@@ -548,6 +573,7 @@ pub async fn complete_and_claim(
     let n = if done.is_empty() {
         0
     } else {
+        write_alongs(&mut *tx, done).await?;
         succeed_sqlite(&mut tx, owner, done, Finish { now, keep_until }).await?
     };
     let mut claimed = Vec::with_capacity(requests.len());
@@ -907,8 +933,14 @@ pub struct JobFilter {
 
 /// The states a job ends in when it did not succeed, which `jobs_unsuccessful` indexes.
 const UNSUCCESSFUL_STATES: [&str; 3] = ["dead", "cancelled", "discarded"];
-/// The condition of `jobs_unsuccessful`, in the words of its migration.
-const UNSUCCESSFUL: &str = "state IN ('dead', 'cancelled', 'discarded')";
+/// The condition of `jobs_unsuccessful`, in the words of its migration (a macro, so that
+/// statement literals can `concat!` it).
+macro_rules! unsuccessful {
+    () => {
+        "state IN ('dead', 'cancelled', 'discarded')"
+    };
+}
+const UNSUCCESSFUL: &str = unsuccessful!();
 
 /// Jobs newest first.
 pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<JobRow>, StoreError> {
@@ -946,13 +978,12 @@ pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<JobRow>, StoreError> {
 /// counted per minute in [`throughput`] instead). One branch per state, so that each one reads
 /// that state's partial index.
 pub async fn depths(db: &Db) -> Result<Vec<(String, String, i64)>, StoreError> {
-    Ok(on_pool!(db, pool => sqlx::query_as(
+    Ok(on_pool!(db, pool => sqlx::query_as(concat!(
         "SELECT queue, state, n FROM (\
          SELECT queue, 'queued' AS state, count(*) AS n FROM jobs WHERE state = 'queued' GROUP BY queue \
          UNION ALL SELECT queue, 'running', count(*) FROM jobs WHERE state = 'running' GROUP BY queue \
-         UNION ALL SELECT queue, 'dead', count(*) FROM jobs WHERE state = 'dead' \
-         AND state IN ('dead', 'cancelled', 'discarded') GROUP BY queue) d \
-         ORDER BY queue, state")
+         UNION ALL SELECT queue, 'dead', count(*) FROM jobs WHERE state = 'dead' AND ", unsuccessful!(),
+         " GROUP BY queue) d ORDER BY queue, state"))
         .fetch_all(pool).await?))
 }
 
@@ -1014,10 +1045,10 @@ pub async fn cancel(
 /// Returns false when the job is not in one of those states.
 pub async fn retry(db: &Db, id: Uuid, now: i64) -> Result<bool, StoreError> {
     let _write = db.write_lock().await;
-    Ok(on_pool!(db, pool => sqlx::query(
+    Ok(on_pool!(db, pool => sqlx::query(concat!(
         "UPDATE jobs SET state = 'queued', run_at = $1, cancel_requested = 0, finished_at = NULL, expires_at = NULL, \
          max_attempts = CASE WHEN max_attempts > attempt THEN max_attempts ELSE attempt + 1 END \
-         WHERE id = $2 AND state IN ('dead', 'cancelled', 'discarded')")
+         WHERE id = $2 AND ", unsuccessful!()))
         .bind(now).bind(id).execute(pool).await?.rows_affected())
         == 1)
 }

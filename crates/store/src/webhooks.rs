@@ -8,10 +8,12 @@
 //! enqueues each delivery's first attempt in the same transaction; [`record_attempts`] stores an
 //! attempt, moves the delivery on and enqueues the next attempt, also in one transaction.
 
+use shopkeep_domain::ShopId;
 use shopkeep_domain::webhooks::filter_matches;
 use uuid::Uuid;
 
-use crate::jobs::{NewJob, enqueue_in};
+use crate::audit::{AuditEntry, insert_audit};
+use crate::jobs::{Conn, NewJob, enqueue_in};
 use crate::{Db, ShopScope, StoreError, on_pool};
 
 /// A shop's account at a provider.
@@ -1056,8 +1058,9 @@ pub struct AttemptWrite {
 
 /// Records attempts in one transaction (group commit). For each: stores the attempt, moves the
 /// delivery on, enqueues the next attempt, and tracks the endpoint's failure run, disabling the
-/// endpoint once failures have lasted `disable_after`. A second record of the same attempt (a job
-/// that ran twice) changes nothing. Returns one [`EndpointHealth`] per attempt, in order.
+/// endpoint once failures have lasted `disable_after` (with an audit event). A second record of
+/// the same attempt (a job that ran twice) changes nothing. Returns one [`EndpointHealth`] per
+/// attempt, in order.
 pub async fn record_attempts(
     db: &Db,
     batch: &[AttemptWrite],
@@ -1065,12 +1068,37 @@ pub async fn record_attempts(
     if batch.is_empty() {
         return Ok(Vec::new());
     }
+    let batch: Vec<&AttemptWrite> = batch.iter().collect();
     let _write = db.write_lock().await;
+    match db {
+        Db::Sqlite(s) => {
+            let mut tx = s.pool.begin().await?;
+            let out = record_attempts_in(&mut *tx, &batch).await?;
+            tx.commit().await?;
+            Ok(out)
+        }
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            let out = record_attempts_in(&mut *tx, &batch).await?;
+            tx.commit().await?;
+            Ok(out)
+        }
+    }
+}
+
+/// [`record_attempts`] inside the caller's open write transaction (a job completion's).
+pub(crate) async fn record_attempts_in<'a>(
+    conn: impl Into<Conn<'a>>,
+    batch: &[&AttemptWrite],
+) -> Result<Vec<EndpointHealth>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     // The attempts are one multi-row insert and the deliveries they move on one multi-row update;
     // only the endpoints' failure runs are followed attempt by attempt, in order.
     macro_rules! body {
-        ($pool:expr, $db:ty) => {{
-            let mut tx = $pool.begin().await?;
+        ($conn:expr, $db:ty) => {{
+            let tx = $conn;
             let mut q: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
                 "INSERT INTO webhook_attempts (shop_id, delivery_id, attempt, started_at, latency_us, status_code, error, response_body) ",
             );
@@ -1186,15 +1214,25 @@ pub async fn record_attempts(
                     .await?;
                     match since.flatten() {
                         Some(s) if now - s >= w.disable_after => {
-                            sqlx::query(
-                                "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE shop_id = $3 AND id = $4",
+                            let url: String = sqlx::query_scalar(
+                                "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE shop_id = $3 AND id = $4 \
+                                 RETURNING url",
                             )
                             .bind(format!("every delivery failed for {} hours", (now - s) / 3_600_000_000))
                             .bind(now)
                             .bind(shop)
                             .bind(d.endpoint_id)
-                            .execute(&mut *tx)
+                            .fetch_one(&mut *tx)
                             .await?;
+                            tracing::warn!(endpoint = %d.endpoint_id, shop = %shop, "webhook endpoint disabled after failing continuously");
+                            let entry = AuditEntry {
+                                shop: Some(ShopId(shop)),
+                                action: "webhook_endpoint.disabled",
+                                target: Some(d.endpoint_id.to_string()),
+                                detail: serde_json::json!({ "url": url, "last_error": a.error }),
+                                ..AuditEntry::default()
+                            };
+                            insert_audit!(&mut *tx, &entry)?;
                             EndpointHealth::Disabled
                         }
                         _ => EndpointHealth::Ok,
@@ -1205,13 +1243,12 @@ pub async fn record_attempts(
             if !jobs.is_empty() {
                 enqueue_in(&mut *tx, &jobs, batch[0].now).await?;
             }
-            tx.commit().await?;
             Ok(out)
         }};
     }
-    match db {
-        Db::Sqlite(s) => body!(s.pool, sqlx::Sqlite),
-        Db::Postgres(pool) => body!(pool, sqlx::Postgres),
+    match conn.into() {
+        Conn::Sqlite(c) => body!(c, sqlx::Sqlite),
+        Conn::Postgres(c) => body!(c, sqlx::Postgres),
     }
 }
 

@@ -88,7 +88,6 @@ pub struct WebhookService {
     pub integrations: integrations::IntegrationCache,
     /// Records delivery attempts with group commit; started with the database of the first
     /// attempt (a process has one).
-    attempts: std::sync::OnceLock<outbound::AttemptWriter>,
     /// Reads attempts' deliveries, endpoints and payloads in batches; started like `attempts`.
     contexts: std::sync::OnceLock<outbound::ContextReader>,
 }
@@ -102,15 +101,8 @@ impl WebhookService {
             opts,
             sealer,
             client,
-            attempts: std::sync::OnceLock::new(),
             contexts: std::sync::OnceLock::new(),
         })
-    }
-
-    /// The attempt writer, started on first use.
-    pub fn attempt_writer(&self, db: &Db) -> &outbound::AttemptWriter {
-        self.attempts
-            .get_or_init(|| outbound::start_attempt_writer(db.clone()))
     }
 
     /// The attempt context reader, started on first use.

@@ -3,7 +3,8 @@
 //! An attempt signs the message per Standard Webhooks (with the previous secret too while a
 //! rotation overlaps), posts it with a 15 s limit and no redirects, and records the outcome. A
 //! 2xx is delivered; anything else (a 3xx included) fails and enqueues the next attempt at the
-//! time [`next_retry`] gives, until the schedule is exhausted.
+//! time [`next_retry`] gives, until the schedule is exhausted. A delivery job leaves the record
+//! to its own completion ([`deliver`]); [`attempt`] stores it before it returns.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,23 +16,13 @@ use serde::Serialize;
 use shopkeep_domain::webhooks::{ip_allowed, literal_ip, next_retry, standard};
 use shopkeep_domain::{ShopId, Timestamp};
 use shopkeep_jobs::{JobContext, JobError, JobResult};
-use shopkeep_store::audit::{self, AuditEntry};
 use shopkeep_store::group::GroupCommit;
-use shopkeep_store::webhooks::{self as store, AttemptRecord, AttemptWrite, EndpointHealth, Next};
+use shopkeep_store::jobs::Along;
+use shopkeep_store::webhooks::{self as store, AttemptRecord, AttemptWrite, Next};
 use shopkeep_store::{Db, ShopScope, jobs as store_jobs};
 use uuid::Uuid;
 
 use super::{WebhookService, deliver_job, endpoint_aad};
-
-/// Records delivery attempts with group commit.
-pub type AttemptWriter = GroupCommit<AttemptWrite, EndpointHealth>;
-
-/// Starts the attempt writer for `db`.
-pub fn start_attempt_writer(db: Db) -> AttemptWriter {
-    GroupCommit::start(db, |db, batch| {
-        Box::pin(async move { store::record_attempts(&db, &batch).await })
-    })
-}
 
 /// Reads what attempts need, many at once: concurrent attempts share one query.
 pub type ContextReader = GroupCommit<(ShopScope, Uuid), Option<store::AttemptContext>>;
@@ -214,27 +205,38 @@ pub enum Outcome {
     },
 }
 
-/// The job handler of [`super::DELIVER`].
+/// The job handler of [`super::DELIVER`]. The attempt is recorded with the job's completion
+/// ([`JobContext::complete_with`]): one transaction marks the job succeeded and stores what the
+/// attempt did.
 pub async fn deliver(svc: &WebhookService, ctx: &JobContext, delivery: Uuid) -> JobResult {
     let shop = ctx
         .shop_id
         .ok_or_else(|| JobError::fatal("a delivery job carries its shop"))?;
-    let out = attempt(
+    let out = make_attempt(
         svc,
         ctx.db(),
         ShopScope::verified(ShopId(shop)),
         delivery,
         Timestamp::now().0,
         Some(ctx.id),
+        Record::WithJob(ctx),
     )
     .await?;
     Ok(serde_json::to_value(out).ok())
 }
 
+/// Where an attempt's record goes.
+enum Record<'a> {
+    /// Stored before the attempt returns.
+    Now,
+    /// Left to the completion of the job making the attempt.
+    WithJob(&'a JobContext),
+}
+
 /// Makes one attempt of `delivery` as of `now` (microseconds; the retry schedule and the
-/// auto-disable rule count from it, so tests can drive them with their own clock). `job` is the
-/// job making the attempt: when the delivery now expects another job (a resend replaced it), this
-/// one skips. `None` skips that check.
+/// auto-disable rule count from it, so tests can drive them with their own clock) and stores it
+/// before returning. `job` is the job making the attempt: when the delivery now expects another
+/// job (a resend replaced it), this one skips. `None` skips that check.
 pub async fn attempt(
     svc: &WebhookService,
     db: &Db,
@@ -242,6 +244,18 @@ pub async fn attempt(
     delivery: Uuid,
     now: i64,
     job: Option<Uuid>,
+) -> Result<Outcome, JobError> {
+    make_attempt(svc, db, scope, delivery, now, job, Record::Now).await
+}
+
+async fn make_attempt(
+    svc: &WebhookService,
+    db: &Db,
+    scope: ShopScope,
+    delivery: Uuid,
+    now: i64,
+    job: Option<Uuid>,
+    how: Record<'_>,
 ) -> Result<Outcome, JobError> {
     let shop = scope.shop_id().0;
     let Some(store::AttemptContext {
@@ -349,17 +363,20 @@ pub async fn attempt(
         response_body: body,
     };
     let disable_after = i64::try_from(svc.opts.disable_after.as_micros()).unwrap_or(i64::MAX);
-    let health = svc
-        .attempt_writer(db)
-        .write(AttemptWrite {
-            scope,
-            delivery: d,
-            attempt: record,
-            next: next.clone(),
-            now,
-            disable_after,
-        })
-        .await?;
+    let write = AttemptWrite {
+        scope,
+        delivery: d,
+        attempt: record,
+        next: next.clone(),
+        now,
+        disable_after,
+    };
+    match how {
+        Record::Now => {
+            store::record_attempts(db, std::slice::from_ref(&write)).await?;
+        }
+        Record::WithJob(ctx) => ctx.complete_with(Along::WebhookAttempt(Box::new(write))),
+    }
     let outcome_label = match (&answer, ok) {
         (_, true) => "delivered",
         (Answer::Refused(_), _) => "refused",
@@ -367,20 +384,6 @@ pub async fn attempt(
     };
     ::metrics::counter!("shopkeep_webhook_deliveries_total", "outcome" => outcome_label)
         .increment(1);
-    if health == EndpointHealth::Disabled {
-        tracing::warn!(endpoint = %endpoint.id, shop = %shop, "webhook endpoint disabled after failing continuously");
-        audit::record(
-            db,
-            AuditEntry {
-                shop: Some(ShopId(shop)),
-                action: "webhook_endpoint.disabled",
-                target: Some(endpoint.id.to_string()),
-                detail: serde_json::json!({ "url": endpoint.url, "last_error": error }),
-                ..AuditEntry::default()
-            },
-        )
-        .await?;
-    }
     let error = error.unwrap_or_default();
     Ok(match next {
         Next::Delivered => Outcome::Delivered {

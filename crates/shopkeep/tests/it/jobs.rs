@@ -9,7 +9,8 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shopkeep_jobs::{Backoff, JobContext, JobError, KindPolicy, Rate, Registry};
-use shopkeep_store::{Db, on_pool};
+use shopkeep_store::jobs::Along;
+use shopkeep_store::{Db, ShopScope, on_pool};
 
 use crate::both_engines;
 use crate::harness::{Engine, PASSWORD, TestApp, TestStorage, problem, spawn_with_jobs};
@@ -93,6 +94,14 @@ fn registry() -> Registry {
         |_: JobContext, _: Value| async move { Ok(None) },
     );
     r.register(
+        "test.along_refused",
+        fast("default"),
+        |ctx: JobContext, _: Value| async move {
+            ctx.complete_with(refused_write());
+            Ok(Some(json!({ "posted": true })))
+        },
+    );
+    r.register(
         "test.slow_retry",
         KindPolicy {
             backoff: Backoff {
@@ -104,6 +113,44 @@ fn registry() -> Registry {
         |_: JobContext, _: Value| async move { Err(JobError::retry("upstream down")) },
     );
     r
+}
+
+/// A delivery attempt the database refuses for good: its shop does not exist.
+fn refused_write() -> Along {
+    use shopkeep_store::webhooks::{AttemptRecord, AttemptWrite, Delivery, Next};
+    let shop = uuid::Uuid::now_v7();
+    let now = shopkeep_domain::Timestamp::now().0;
+    Along::WebhookAttempt(Box::new(AttemptWrite {
+        scope: ShopScope::verified(shopkeep_domain::ShopId(shop)),
+        delivery: Delivery {
+            shop_id: shop,
+            id: uuid::Uuid::now_v7(),
+            message_id: uuid::Uuid::now_v7(),
+            endpoint_id: uuid::Uuid::now_v7(),
+            event_type: "order.created".into(),
+            resource_id: "r1".into(),
+            status: "pending".into(),
+            attempts: 0,
+            retry_base: 0,
+            next_attempt_at: Some(now),
+            next_job: None,
+            last_status: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        },
+        attempt: AttemptRecord {
+            attempt: 1,
+            started_at: now,
+            latency_us: 1_000,
+            status_code: Some(204),
+            error: None,
+            response_body: String::new(),
+        },
+        next: Next::Delivered,
+        now,
+        disable_after: i64::MAX,
+    }))
 }
 
 async fn admin_app(engine: Engine) -> (TestApp, String) {
@@ -187,6 +234,7 @@ both_engines!(
     a_schedule_fires_once_per_tick_across_three_instances,
     shutdown_releases_running_jobs_without_counting_the_attempt,
     the_dashboard_shows_queues_charts_and_the_dead_set_to_admins_only,
+    a_write_along_the_database_refuses_does_not_hold_the_job_back,
 );
 
 async fn jobs_run_report_progress_and_keep_results(engine: Engine) {
@@ -239,6 +287,15 @@ async fn jobs_run_report_progress_and_keep_results(engine: Engine) {
         p["detail"].as_str().unwrap().contains("platform:admin"),
         "{p}"
     );
+}
+
+async fn a_write_along_the_database_refuses_does_not_hold_the_job_back(engine: Engine) {
+    let (app, token) = admin_app(engine).await;
+    let refused = enqueue_id(&app, &token, json!({ "kind": "test.along_refused" })).await;
+    let echo = enqueue_id(&app, &token, json!({ "kind": "test.echo", "args": 1 })).await;
+    let j = wait_state(&app, &token, &refused, "succeeded").await;
+    assert_eq!(j["result"], json!({ "posted": true }));
+    wait_state(&app, &token, &echo, "succeeded").await;
 }
 
 async fn failures_back_off_then_die_keeping_every_error(engine: Engine) {

@@ -83,6 +83,7 @@ async fn every_state_lists_its_own_jobs_newest_first(engine: Engine) {
             id: all[i],
             kind: jobs[i].kind.clone(),
             result: None,
+            along: None,
         })
         .collect();
     assert_eq!(
@@ -175,6 +176,7 @@ async fn a_completion_changes_only_the_jobs_its_owner_runs(engine: Engine) {
                 id,
                 kind: "test.noop".into(),
                 result: None,
+                along: None,
             })
             .collect()
     };
@@ -210,6 +212,7 @@ async fn a_completion_changes_only_the_jobs_its_owner_runs(engine: Engine) {
         id: all[2],
         kind: "test.noop".into(),
         result: Some("{}".into()),
+        along: None,
     };
     assert_eq!(
         store::complete(db, "w1", &[with_result], NOW, NOW)
@@ -240,6 +243,7 @@ async fn a_completion_stores_each_jobs_own_result(engine: Engine) {
         id,
         kind: "test.result".into(),
         result: result.map(str::to_string),
+        along: None,
     };
     let batch = [
         done(all[0], Some(r#"{"n":0}"#)),

@@ -18,6 +18,7 @@ both_engines!(
     a_dispatch_round_delivers_each_event_to_each_matching_endpoint_once,
     a_batch_of_attempts_moves_each_delivery_on_once,
     one_read_gives_each_asked_delivery_its_own_context,
+    a_job_completion_stores_the_attempt_it_carries_or_nothing,
 );
 
 /// A server without the worker role: no dispatcher or worker touches the rows the test writes.
@@ -316,5 +317,74 @@ async fn one_read_gives_each_asked_delivery_its_own_context(engine: Engine) {
     assert!(
         store::attempt_contexts(db, &[]).await.unwrap().is_empty(),
         "nothing asked, nothing read"
+    );
+}
+
+async fn a_job_completion_stores_the_attempt_it_carries_or_nothing(engine: Engine) {
+    use shopkeep_store::jobs::{self as jobs, Along, Finished};
+    let (app, scope) = setup(engine).await;
+    let db = &app.db;
+    endpoint(db, scope, "[]", true).await;
+    for _ in 0..2 {
+        outbox(db, scope, "order.created").await;
+    }
+    store::dispatch_outbox(db, 500, NOW, &first_job)
+        .await
+        .unwrap();
+    let ds = deliveries(db, scope).await;
+    let claimed = jobs::claim(db, QUEUE, "w1", 10, NOW, NOW + 60_000_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let job_of = |d: &Delivery| d.next_job.expect("a pending delivery has its job");
+    let finished = |d: &Delivery, w: AttemptWrite| Finished {
+        id: job_of(d),
+        kind: "test.deliver".into(),
+        result: Some("{\"outcome\":\"delivered\"}".into()),
+        along: Some(Along::WebhookAttempt(Box::new(w))),
+    };
+    let t = NOW + 10;
+    let good = finished(&ds[0], write(scope, &ds[0], 1, Next::Delivered, t));
+    // An attempt the database refuses for good: its shop does not exist.
+    let elsewhere = ShopScope::verified(ShopId(Uuid::now_v7()));
+    let refused = finished(&ds[1], write(elsewhere, &ds[1], 1, Next::Delivered, t));
+
+    // One transaction: the refused write takes the completions and the good attempt with it.
+    let err = jobs::complete_and_claim(db, "w1", &[good.clone(), refused], &[], t, t, t)
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    for d in &ds {
+        assert_eq!(
+            jobs::get(db, job_of(d)).await.unwrap().unwrap().state,
+            "running"
+        );
+    }
+    assert!(
+        store::attempts(db, scope, ds[0].id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(deliveries(db, scope).await[0].status, "pending");
+
+    let (n, _) = jobs::complete_and_claim(db, "w1", &[good], &[], t, t, t)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let job = jobs::get(db, job_of(&ds[0])).await.unwrap().unwrap();
+    assert_eq!(job.state, "succeeded");
+    assert_eq!(job.result.as_deref(), Some("{\"outcome\":\"delivered\"}"));
+    let after = deliveries(db, scope).await;
+    assert_eq!(
+        (after[0].status.as_str(), after[0].attempts),
+        ("delivered", 1)
+    );
+    let attempts = store::attempts(db, scope, ds[0].id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].status_code, Some(204));
+    assert_eq!(
+        after[1].status, "pending",
+        "the other delivery waits for its own attempt"
     );
 }
