@@ -42,6 +42,16 @@ pub fn describe() {
         "db_pool_connections",
         "Database pool connections by state (in_use, idle)"
     );
+    metrics::describe_histogram!(
+        "shopkeep_sqlite_writer_wait_seconds",
+        metrics::Unit::Seconds,
+        "SQLite: how long each write transaction waited for the one writer"
+    );
+    metrics::describe_histogram!(
+        "shopkeep_sqlite_writer_held_seconds",
+        metrics::Unit::Seconds,
+        "SQLite: how long each write transaction held the one writer; the sum's rate is the writer's busy share"
+    );
     metrics::describe_gauge!(
         "shopkeep_build_info",
         "Always 1; labels carry version, commit and engine"

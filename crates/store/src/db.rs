@@ -73,8 +73,21 @@ pub struct SqliteDb {
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Held while a write transaction runs (SQLite only; PostgreSQL needs none).
-pub type WriteGuard = Option<tokio::sync::OwnedMutexGuard<()>>;
+/// Held while a write transaction runs (SQLite only; PostgreSQL needs none). How long writers
+/// waited for it and held it goes to `/metrics` (`shopkeep_sqlite_writer_wait_seconds`,
+/// `shopkeep_sqlite_writer_held_seconds`): the held sum over wall time is how busy the one
+/// SQLite writer is.
+#[derive(Debug)]
+pub struct WriteGuard(Option<(tokio::sync::OwnedMutexGuard<()>, std::time::Instant)>);
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        if let Some((_, since)) = &self.0 {
+            metrics::histogram!("shopkeep_sqlite_writer_held_seconds")
+                .record(since.elapsed().as_secs_f64());
+        }
+    }
+}
 
 /// Current pool occupancy, for `/metrics`.
 #[derive(Debug, Clone, Copy)]
@@ -201,8 +214,15 @@ impl Db {
     /// connection so waiting writers do not hold pooled connections.
     pub async fn write_lock(&self) -> WriteGuard {
         match self {
-            Db::Sqlite(s) => Some(s.writer.clone().lock_owned().await),
-            Db::Postgres(_) => None,
+            Db::Sqlite(s) => {
+                let asked = std::time::Instant::now();
+                let guard = s.writer.clone().lock_owned().await;
+                let now = std::time::Instant::now();
+                metrics::histogram!("shopkeep_sqlite_writer_wait_seconds")
+                    .record((now - asked).as_secs_f64());
+                WriteGuard(Some((guard, now)))
+            }
+            Db::Postgres(_) => WriteGuard(None),
         }
     }
 

@@ -104,6 +104,15 @@ async fn metrics_count_requests_by_route_template_and_show_the_pool(engine: Engi
         "{text}"
     );
     assert!(text.contains("shopkeep_build_info{"), "{text}");
+    if engine == Engine::Sqlite {
+        // Starting wrote (the signing key, the schedules) through the one writer.
+        for m in [
+            "shopkeep_sqlite_writer_wait_seconds_count",
+            "shopkeep_sqlite_writer_held_seconds_sum",
+        ] {
+            assert!(text.contains(m), "{m}: {text}");
+        }
+    }
 }
 
 async fn unknown_routes_and_wrong_methods_answer_problem_json(engine: Engine) {
