@@ -18,6 +18,7 @@ both_engines!(
     the_counts_per_customer_follow_every_create_and_change,
     the_counters_migration_counts_the_orders_already_there,
     username_pages_are_the_same_merged_per_customer_or_scanned,
+    an_export_of_several_pages_has_every_order_once_newest_first,
 );
 
 async fn customer(db: &Db, shop: Uuid, name: &str) -> UserId {
@@ -509,4 +510,39 @@ async fn the_counters_migration_counts_the_orders_already_there(engine: Engine) 
         .await
         .unwrap();
     assert_counts_match(db).await;
+}
+
+/// The export reads 1,000 orders a page: across page boundaries every order comes out once, in
+/// order.
+async fn an_export_of_several_pages_has_every_order_once_newest_first(engine: Engine) {
+    let (app, admin) = crate::harness::spawn_with_admin(engine).await;
+    let shop = accounts::ensure_default_shop(&app.db).await.unwrap();
+    let scope = ShopScope::verified(shopkeep_domain::ShopId(shop.id));
+    let ann = customer(&app.db, shop.id, "ann0002").await;
+    let mut created = Vec::new();
+    for chunk in 0..12 {
+        let batch = (0..200)
+            .map(|i| request(scope, Some(ann), &format!("item {chunk}-{i}"), None))
+            .collect();
+        for w in store::create_many(&app.db, batch).await.unwrap() {
+            let Ok(Written::New(o)) = w else {
+                panic!("a create failed: {w:?}")
+            };
+            created.push(o.order.id);
+        }
+    }
+    let text = app
+        .get_as(&admin, "/api/v1/admin/orders/export.csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let ids: Vec<Uuid> = reader
+        .records()
+        .map(|r| r.unwrap()[0].parse().unwrap())
+        .collect();
+    created.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids.len(), 2_400);
+    assert_eq!(ids, created, "every order once, newest first");
 }
