@@ -1056,7 +1056,7 @@ pub struct AttemptWrite {
     pub disable_after: i64,
 }
 
-/// Records attempts in one transaction (group commit). For each: stores the attempt, moves the
+/// Records attempts in one transaction. For each: stores the attempt, moves the
 /// delivery on, enqueues the next attempt, and tracks the endpoint's failure run, disabling the
 /// endpoint once failures have lasted `disable_after` (with an audit event). A second record of
 /// the same attempt (a job that ran twice) changes nothing. Returns one [`EndpointHealth`] per
@@ -1070,20 +1070,12 @@ pub async fn record_attempts(
     }
     let batch: Vec<&AttemptWrite> = batch.iter().collect();
     let _write = db.write_lock().await;
-    match db {
-        Db::Sqlite(s) => {
-            let mut tx = s.pool.begin().await?;
-            let out = record_attempts_in(&mut *tx, &batch).await?;
-            tx.commit().await?;
-            Ok(out)
-        }
-        Db::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            let out = record_attempts_in(&mut *tx, &batch).await?;
-            tx.commit().await?;
-            Ok(out)
-        }
-    }
+    on_pool!(db, pool => {
+        let mut tx = pool.begin().await?;
+        let out = record_attempts_in(&mut *tx, &batch).await?;
+        tx.commit().await?;
+        Ok(out)
+    })
 }
 
 /// [`record_attempts`] inside the caller's open write transaction (a job completion's).

@@ -86,9 +86,8 @@ pub struct WebhookService {
     pub client: outbound::Client,
     /// The integrations inbound webhooks resolve their shop with; cleared by every change.
     pub integrations: integrations::IntegrationCache,
-    /// Records delivery attempts with group commit; started with the database of the first
-    /// attempt (a process has one).
-    /// Reads attempts' deliveries, endpoints and payloads in batches; started like `attempts`.
+    /// Reads attempts' deliveries, endpoints and payloads in batches; started with the database
+    /// of the first attempt (a process has one).
     contexts: std::sync::OnceLock<outbound::ContextReader>,
 }
 

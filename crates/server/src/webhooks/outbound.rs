@@ -4,7 +4,7 @@
 //! rotation overlaps), posts it with a 15 s limit and no redirects, and records the outcome. A
 //! 2xx is delivered; anything else (a 3xx included) fails and enqueues the next attempt at the
 //! time [`next_retry`] gives, until the schedule is exhausted. A delivery job leaves the record
-//! to its own completion ([`deliver`]); [`attempt`] stores it before it returns.
+//! to its own completion ([`deliver`]); [`Record::Now`] stores it before [`attempt`] returns.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -212,51 +212,46 @@ pub async fn deliver(svc: &WebhookService, ctx: &JobContext, delivery: Uuid) -> 
     let shop = ctx
         .shop_id
         .ok_or_else(|| JobError::fatal("a delivery job carries its shop"))?;
-    let out = make_attempt(
+    let out = attempt(
         svc,
         ctx.db(),
         ShopScope::verified(ShopId(shop)),
         delivery,
         Timestamp::now().0,
-        Some(ctx.id),
         Record::WithJob(ctx),
     )
     .await?;
     Ok(serde_json::to_value(out).ok())
 }
 
-/// Where an attempt's record goes.
-enum Record<'a> {
-    /// Stored before the attempt returns.
-    Now,
-    /// Left to the completion of the job making the attempt.
+/// Where an attempt's record goes, and which job makes it.
+pub enum Record<'a> {
+    /// Stored before the attempt returns. `job`, when given, is the job making the attempt, as
+    /// for `WithJob`; `None` skips that check.
+    Now {
+        /// The job making the attempt.
+        job: Option<Uuid>,
+    },
+    /// Left to the completion of the job making the attempt. When the delivery now expects
+    /// another job (a resend replaced it), this one skips.
     WithJob(&'a JobContext),
 }
 
 /// Makes one attempt of `delivery` as of `now` (microseconds; the retry schedule and the
-/// auto-disable rule count from it, so tests can drive them with their own clock) and stores it
-/// before returning. `job` is the job making the attempt: when the delivery now expects another
-/// job (a resend replaced it), this one skips. `None` skips that check.
+/// auto-disable rule count from it, so tests can drive them with their own clock) and records it
+/// as `how` says.
 pub async fn attempt(
     svc: &WebhookService,
     db: &Db,
     scope: ShopScope,
     delivery: Uuid,
     now: i64,
-    job: Option<Uuid>,
-) -> Result<Outcome, JobError> {
-    make_attempt(svc, db, scope, delivery, now, job, Record::Now).await
-}
-
-async fn make_attempt(
-    svc: &WebhookService,
-    db: &Db,
-    scope: ShopScope,
-    delivery: Uuid,
-    now: i64,
-    job: Option<Uuid>,
     how: Record<'_>,
 ) -> Result<Outcome, JobError> {
+    let job = match &how {
+        Record::Now { job } => *job,
+        Record::WithJob(ctx) => Some(ctx.id),
+    };
     let shop = scope.shop_id().0;
     let Some(store::AttemptContext {
         delivery: d,
@@ -372,7 +367,7 @@ async fn make_attempt(
         disable_after,
     };
     match how {
-        Record::Now => {
+        Record::Now { .. } => {
             store::record_attempts(db, std::slice::from_ref(&write)).await?;
         }
         Record::WithJob(ctx) => ctx.complete_with(Along::WebhookAttempt(Box::new(write))),

@@ -22,7 +22,7 @@ use shopkeep::Config;
 use shopkeep::config::Role;
 use shopkeep_domain::{Secret, ShopId};
 use shopkeep_server::webhooks::WebhookService;
-use shopkeep_server::webhooks::outbound::{self, Outcome};
+use shopkeep_server::webhooks::outbound::{self, Outcome, Record};
 use shopkeep_store::{ShopScope, on_pool};
 use uuid::Uuid;
 
@@ -178,9 +178,16 @@ impl Hooks {
     }
 
     async fn attempt(&self, delivery: Uuid, at: i64) -> Outcome {
-        outbound::attempt(&self.svc, &self.app.db, self.scope(), delivery, at, None)
-            .await
-            .expect("attempt runs")
+        outbound::attempt(
+            &self.svc,
+            &self.app.db,
+            self.scope(),
+            delivery,
+            at,
+            Record::Now { job: None },
+        )
+        .await
+        .expect("attempt runs")
     }
 }
 
@@ -1693,7 +1700,15 @@ async fn a_receiver_answering_a_nul_byte_still_gets_its_attempt_logged(engine: E
         )
         .await;
     let d = test_send(&h, &id_of(&ep)).await;
-    let out = outbound::attempt(&h.svc, &h.app.db, h.scope(), d, now_micros(), None).await;
+    let out = outbound::attempt(
+        &h.svc,
+        &h.app.db,
+        h.scope(),
+        d,
+        now_micros(),
+        Record::Now { job: None },
+    )
+    .await;
     assert_eq!(rx.seen().len(), 1, "the receiver got the message");
     assert!(
         matches!(out, Ok(Outcome::Delivered { status: 200, .. })),
@@ -1807,13 +1822,27 @@ async fn a_resend_of_a_waiting_delivery_leaves_one_job_to_attempt_it(engine: Eng
     let second = next_job(h.app.db.clone()).await;
     assert_ne!(first, second, "the resend's job replaces the waiting one");
     let scope = h.scope();
-    let stale = outbound::attempt(&h.svc, &h.app.db, scope, d, now_micros(), Some(first))
-        .await
-        .unwrap();
+    let stale = outbound::attempt(
+        &h.svc,
+        &h.app.db,
+        scope,
+        d,
+        now_micros(),
+        Record::Now { job: Some(first) },
+    )
+    .await
+    .unwrap();
     assert!(matches!(stale, Outcome::Skipped { .. }), "{stale:?}");
-    let fresh = outbound::attempt(&h.svc, &h.app.db, scope, d, now_micros(), Some(second))
-        .await
-        .unwrap();
+    let fresh = outbound::attempt(
+        &h.svc,
+        &h.app.db,
+        scope,
+        d,
+        now_micros(),
+        Record::Now { job: Some(second) },
+    )
+    .await
+    .unwrap();
     assert!(matches!(fresh, Outcome::Delivered { .. }), "{fresh:?}");
     assert_eq!(rx.at("/once").len(), 1, "the receiver got the message once");
 }
