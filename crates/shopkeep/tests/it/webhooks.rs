@@ -178,16 +178,27 @@ impl Hooks {
     }
 
     async fn attempt(&self, delivery: Uuid, at: i64) -> Outcome {
+        self.attempt_by(delivery, at, None)
+            .await
+            .expect("attempt runs")
+    }
+
+    /// One attempt at `at`, stored before it returns, made by `job` (`None`: any job).
+    async fn attempt_by(
+        &self,
+        delivery: Uuid,
+        at: i64,
+        job: Option<Uuid>,
+    ) -> Result<Outcome, shopkeep_jobs::JobError> {
         outbound::attempt(
             &self.svc,
             &self.app.db,
             self.scope(),
             delivery,
             at,
-            Record::Now { job: None },
+            Record::Now { job },
         )
         .await
-        .expect("attempt runs")
     }
 }
 
@@ -1700,15 +1711,7 @@ async fn a_receiver_answering_a_nul_byte_still_gets_its_attempt_logged(engine: E
         )
         .await;
     let d = test_send(&h, &id_of(&ep)).await;
-    let out = outbound::attempt(
-        &h.svc,
-        &h.app.db,
-        h.scope(),
-        d,
-        now_micros(),
-        Record::Now { job: None },
-    )
-    .await;
+    let out = h.attempt_by(d, now_micros(), None).await;
     assert_eq!(rx.seen().len(), 1, "the receiver got the message");
     assert!(
         matches!(out, Ok(Outcome::Delivered { status: 200, .. })),
@@ -1821,28 +1824,9 @@ async fn a_resend_of_a_waiting_delivery_leaves_one_job_to_attempt_it(engine: Eng
     .await;
     let second = next_job(h.app.db.clone()).await;
     assert_ne!(first, second, "the resend's job replaces the waiting one");
-    let scope = h.scope();
-    let stale = outbound::attempt(
-        &h.svc,
-        &h.app.db,
-        scope,
-        d,
-        now_micros(),
-        Record::Now { job: Some(first) },
-    )
-    .await
-    .unwrap();
+    let stale = h.attempt_by(d, now_micros(), Some(first)).await.unwrap();
     assert!(matches!(stale, Outcome::Skipped { .. }), "{stale:?}");
-    let fresh = outbound::attempt(
-        &h.svc,
-        &h.app.db,
-        scope,
-        d,
-        now_micros(),
-        Record::Now { job: Some(second) },
-    )
-    .await
-    .unwrap();
+    let fresh = h.attempt_by(d, now_micros(), Some(second)).await.unwrap();
     assert!(matches!(fresh, Outcome::Delivered { .. }), "{fresh:?}");
     assert_eq!(rx.at("/once").len(), 1, "the receiver got the message once");
 }
