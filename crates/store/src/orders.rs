@@ -769,17 +769,137 @@ pub async fn list(
         return merged_page(db, scope, f, &customers, before, limit).await;
     }
     let mut args = Vec::new();
-    let mut clause = where_clause(scope, f, true, Users::Subquery(db.engine()), &mut args);
+    let sql = list_sql(db, scope, f, before, limit, &mut args);
+    fetch_newest_first(db, sql, &args).await
+}
+
+/// A page as [`list`] gives it and the counts as [`counts`] gives them, for one filter. On
+/// SQLite, without a username filter, both are read by one statement; otherwise by two, run
+/// together.
+pub async fn list_with_counts(
+    db: &Db,
+    scope: ShopScope,
+    f: &Filter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<(Vec<OrderRow>, Vec<(String, i64)>), StoreError> {
+    let (Db::Sqlite(sqlite), false) = (db, has_username(f)) else {
+        return tokio::try_join!(list(db, scope, f, before, limit), counts(db, scope, f));
+    };
+    let mut args = Vec::new();
+    let page = list_sql(db, scope, f, before, limit, &mut args);
+    let counts = counts_sql(scope, f, &mut args);
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT ({}), (SELECT json_group_array(json_array(status, n)) FROM ({counts}))",
+        json_orders(&page)
+    ));
+    let (page, counts): (String, String) = bind_all!(sqlx::query_as(sql), &args)
+        .fetch_one(&sqlite.pool)
+        .await?;
+    let counts = serde_json::from_str(&counts).map_err(json_rows_error)?;
+    Ok((decode_json_rows(&page)?, counts))
+}
+
+/// The statement of [`list`] without a merged page, its arguments pushed to `args`.
+fn list_sql(
+    db: &Db,
+    scope: ShopScope,
+    f: &Filter,
+    before: Option<Uuid>,
+    limit: i64,
+    args: &mut Vec<Arg>,
+) -> String {
+    let mut clause = where_clause(scope, f, true, Users::Subquery(db.engine()), args);
     if let Some(b) = before {
         args.push(Arg::Id(b));
         clause.push_str(&format!(" AND o.id < ${}", args.len()));
     }
     args.push(Arg::Int(limit));
-    let sql = sqlx::AssertSqlSafe(format!(
+    format!(
         "{ORDER_SELECT}{clause} ORDER BY o.id DESC LIMIT ${}",
         args.len()
-    ));
-    Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
+    )
+}
+
+/// The orders a statement over [`ORDER_SELECT`] selects, newest first. On SQLite they come back
+/// as one JSON array in one row: sqlx's SQLite driver sends each row from its connection thread
+/// across a channel and copies every value, which cost more than the query itself for a page of
+/// 20 to 1,000 orders (docs/ARCHITECTURE.md, Orders). PostgreSQL rows arrive on the wire as they
+/// are and are read directly.
+async fn fetch_newest_first(
+    db: &Db,
+    sql: String,
+    args: &[Arg],
+) -> Result<Vec<OrderRow>, StoreError> {
+    let pool = match db {
+        Db::Sqlite(sqlite) => &sqlite.pool,
+        Db::Postgres(pool) => {
+            let sql = sqlx::AssertSqlSafe(sql);
+            return Ok(bind_all!(sqlx::query_as(sql), args).fetch_all(pool).await?);
+        }
+    };
+    let sql = sqlx::AssertSqlSafe(json_orders(&sql));
+    let json: String = bind_all!(sqlx::query_scalar(sql), args)
+        .fetch_one(pool)
+        .await?;
+    decode_json_rows(&json)
+}
+
+/// SQLite: the orders `sql` (a statement over [`ORDER_SELECT`]) selects, as one JSON array of
+/// [`JsonOrder`]s. `hex` because JSON holds no blobs; it turns NULL into `''`.
+fn json_orders(sql: &str) -> String {
+    format!(
+        "SELECT json_group_array(json_array(hex(id), hex(customer_id), customer_username, status, \
+         notes, source, external_id, currency, total_minor, created_at, updated_at, decided_at, \
+         hex(decided_by), reason)) FROM ({sql})"
+    )
+}
+
+/// One order as `fetch_newest_first` aggregates it on SQLite, in [`ORDER_COLUMNS`] order.
+type JsonOrder = (
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+);
+
+/// The orders of a [`json_orders`] array, newest first.
+fn decode_json_rows(json: &str) -> Result<Vec<OrderRow>, StoreError> {
+    let rows: Vec<JsonOrder> = serde_json::from_str(json).map_err(json_rows_error)?;
+    let mut rows = rows
+        .into_iter()
+        .map(|r| {
+            Ok(OrderRow {
+                id: hex_uuid(&r.0)?,
+                customer_id: hex_uuid_opt(&r.1)?,
+                customer_username: r.2,
+                status: r.3,
+                notes: r.4,
+                source: r.5,
+                external_id: r.6,
+                currency: r.7,
+                total_minor: r.8,
+                created_at: r.9,
+                updated_at: r.10,
+                decided_at: r.11,
+                decided_by: hex_uuid_opt(&r.12)?,
+                reason: r.13,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // An aggregate's input order is not promised, so the page is put in order here.
+    rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+    Ok(rows)
 }
 
 /// The users a username filter matches, when there are at most [`MERGE_CUSTOMERS`] of them.
@@ -867,12 +987,12 @@ async fn merged_page(
     let shop = args.len();
     args.push(Arg::Int(limit));
     // The merged ids are cut to the page before any row is read.
-    let sql = sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "{ORDER_SELECT} WHERE o.shop_id = ${shop} AND o.id IN ({} ORDER BY id DESC LIMIT ${}) ORDER BY o.id DESC",
         branches.join(" UNION ALL "),
         args.len()
-    ));
-    Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
+    );
+    fetch_newest_first(db, sql, &args).await
 }
 
 /// Orders per status under the filter (its status ignored), for tab counts. Without a date range
@@ -884,10 +1004,16 @@ pub async fn counts(
     f: &Filter,
 ) -> Result<Vec<(String, i64)>, StoreError> {
     let mut args = Vec::new();
-    let clause = where_clause(scope, f, false, Users::Joined, &mut args);
-    let sql = if f.from.is_some() || f.to.is_some() {
+    let sql = sqlx::AssertSqlSafe(counts_sql(scope, f, &mut args));
+    Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
+}
+
+/// The statement of [`counts`], columns `status` and `n`, its arguments pushed to `args`.
+fn counts_sql(scope: ShopScope, f: &Filter, args: &mut Vec<Arg>) -> String {
+    let clause = where_clause(scope, f, false, Users::Joined, args);
+    if f.from.is_some() || f.to.is_some() {
         format!(
-            "SELECT o.status, count(*){}{clause} GROUP BY o.status",
+            "SELECT o.status AS status, count(*) AS n{}{clause} GROUP BY o.status",
             from_tables(f)
         )
     } else if f.customer.is_some() || has_username(f) {
@@ -896,18 +1022,18 @@ pub async fn counts(
         } else {
             " FROM order_counts o"
         };
-        format!("SELECT o.status, CAST(sum(o.n) AS BIGINT){from}{clause} GROUP BY o.status")
+        format!(
+            "SELECT o.status AS status, CAST(sum(o.n) AS BIGINT) AS n{from}{clause} GROUP BY o.status"
+        )
     } else {
         // Every customer's counts, and the orders without a customer counted directly.
         format!(
-            "SELECT status, CAST(sum(n) AS BIGINT) FROM (\
+            "SELECT status, CAST(sum(n) AS BIGINT) AS n FROM (\
              SELECT o.status, o.n FROM order_counts o{clause} \
              UNION ALL SELECT o.status, count(*) AS n FROM orders o{clause} AND o.customer_id IS NULL GROUP BY o.status\
              ) AS c GROUP BY status"
         )
-    };
-    let sql = sqlx::AssertSqlSafe(sql);
-    Ok(on_pool!(db, pool => bind_all!(sqlx::query_as(sql), &args).fetch_all(pool).await)?)
+    }
 }
 
 /// Shop statistics.
@@ -994,20 +1120,68 @@ pub async fn items_for(
                 .fetch_all(pool)
                 .await?
         }
-        // SQLite looks each listed id up in the primary key.
+        // SQLite looks each listed id up in the primary key and answers one JSON array, as
+        // `fetch_newest_first` does for orders.
         Db::Sqlite(s) => {
             let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = sqlx::AssertSqlSafe(format!(
-                "{COLUMNS} FROM order_items i WHERE i.shop_id = $1 AND i.order_id IN ({}) \
-                 ORDER BY i.order_id, i.position",
+                "SELECT json_group_array(json_array(hex(i.order_id), i.position, i.item_name, \
+                 i.quantity, i.product_ref, i.variant_ref, i.unit_price_minor, i.currency)) \
+                 FROM order_items i WHERE i.shop_id = $1 AND i.order_id IN ({})",
                 placeholders.join(", ")
             ));
-            let mut q = sqlx::query_as(sql).bind(scope.shop_id().0);
+            let mut q = sqlx::query_scalar(sql).bind(scope.shop_id().0);
             for id in ids {
                 q = q.bind(*id);
             }
-            q.fetch_all(&s.pool).await?
+            let json: String = q.fetch_one(&s.pool).await?;
+            let mut items = decode_json_items(&json)?;
+            items.sort_unstable_by_key(|(order, item)| (*order, item.position));
+            return Ok(items);
         }
     };
     Ok(rows.into_iter().map(|r| (r.order_id, r.item)).collect())
+}
+
+/// One line as `items_for` aggregates it on SQLite.
+type JsonItem = (
+    String,
+    i32,
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn decode_json_items(json: &str) -> Result<Vec<(Uuid, ItemRow)>, StoreError> {
+    let rows: Vec<JsonItem> = serde_json::from_str(json).map_err(json_rows_error)?;
+    rows.into_iter()
+        .map(|r| {
+            let item = ItemRow {
+                position: r.1,
+                item_name: r.2,
+                quantity: r.3,
+                product_ref: r.4,
+                variant_ref: r.5,
+                unit_price_minor: r.6,
+                currency: r.7,
+            };
+            Ok((hex_uuid(&r.0)?, item))
+        })
+        .collect()
+}
+
+/// A UUID from SQLite's `hex()` of its 16 bytes; `hex(NULL)` is `''`, which is none.
+fn hex_uuid_opt(h: &str) -> Result<Option<Uuid>, StoreError> {
+    (!h.is_empty()).then(|| hex_uuid(h)).transpose()
+}
+
+fn hex_uuid(h: &str) -> Result<Uuid, StoreError> {
+    Uuid::try_parse(h).map_err(json_rows_error)
+}
+
+fn json_rows_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(anyhow::anyhow!("rows aggregated as JSON: {e}"))
 }

@@ -695,10 +695,8 @@ pub(crate) async fn load_page(
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<OrderPage, ApiError> {
-    let (rows, counts) = tokio::try_join!(
-        store::list(&state.db, scope, filter, before, limit + 1),
-        store::counts(&state.db, scope, filter)
-    )?;
+    let (rows, counts) =
+        store::list_with_counts(&state.db, scope, filter, before, limit + 1).await?;
     Ok(page(rows, limit, counts))
 }
 
