@@ -22,9 +22,10 @@ pub enum HashPolicy {
     Argon2id,
 }
 
-/// bcrypt reads at most 72 bytes; longer passwords are hashed with argon2id instead of being
-/// silently truncated.
-const BCRYPT_MAX_BYTES: usize = 72;
+/// bcrypt reads at most 72 bytes, and the `bcrypt` crate counts the NUL it appends among them, so
+/// it takes at most 71 bytes of password (72 is refused as truncation). Longer passwords are
+/// hashed with argon2id instead of being truncated or refused.
+const BCRYPT_MAX_BYTES: usize = 71;
 
 /// Outcome of a verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,5 +229,28 @@ mod tests {
         assert!(h.verify(&long, Some(&stored)).await.unwrap().ok);
         assert!(!h.verify(&"a".repeat(99), Some(&stored)).await.unwrap().ok);
         assert!(!h.verify(&long, Some(&stored)).await.unwrap().needs_rehash);
+    }
+
+    #[tokio::test]
+    async fn passwords_at_the_bcrypt_limit_hash_and_verify() {
+        let h = PasswordHasher::new(HashPolicy::Bcrypt { cost: 4 }, 1)
+            .await
+            .unwrap();
+        // 71 bytes is the longest bcrypt takes; 72 and 73 (also in multi-byte characters) go to
+        // argon2id. Each verifies, and is not mistaken for the same password one byte shorter.
+        for (pw, kind) in [
+            ("a".repeat(71), "$2"),
+            ("a".repeat(72), "$argon2id$"),
+            ("a".repeat(73), "$argon2id$"),
+            (format!("{}a", "é".repeat(35)), "$2"),
+            ("é".repeat(36), "$argon2id$"),
+        ] {
+            let stored = h.hash(&pw).await.unwrap();
+            assert!(stored.starts_with(kind), "{} bytes: {stored}", pw.len());
+            let v = h.verify(&pw, Some(&stored)).await.unwrap();
+            assert!(v.ok && !v.needs_rehash, "{} bytes", pw.len());
+            let shorter = &pw[..pw.len() - pw.chars().last().unwrap().len_utf8()];
+            assert!(!h.verify(shorter, Some(&stored)).await.unwrap().ok);
+        }
     }
 }

@@ -26,6 +26,7 @@ both_engines!(
     role_changes_follow_the_owner_rules_and_are_audited,
     the_audit_log_pages_with_cursors_and_refuses_forged_ones,
     rotated_signing_keys_keep_verifying_old_tokens,
+    passwords_around_the_bcrypt_limit_register_and_log_in,
 );
 
 async fn registration_creates_a_customer_and_names_every_bad_field(engine: Engine) {
@@ -957,4 +958,40 @@ async fn failed_logins_are_shared_by_instances_through_redis(engine: Engine) {
         "five failures across two instances block the sixth"
     );
     stop.cancel();
+}
+
+/// 71 bytes is the longest password bcrypt takes; 72 once answered 500. Every length up to the
+/// 128-character limit registers and logs in, with the password and not one a byte shorter.
+async fn passwords_around_the_bcrypt_limit_register_and_log_in(engine: Engine) {
+    let app = spawn_app(engine).await;
+    // 128 characters without a pattern a strength check would refuse.
+    let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut x: u32 = 12_345;
+    let long: String = (0..128)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(alphabet[(x >> 16) as usize % alphabet.len()])
+        })
+        .collect();
+    for (i, len) in [71, 72, 73, 128].into_iter().enumerate() {
+        let username = format!("long{i}");
+        let password = long[..len].to_string();
+        app.register(&username, &password).await;
+        let res = app
+            .token(&[
+                ("grant_type", "password"),
+                ("username", &username),
+                ("password", &password),
+            ])
+            .await;
+        assert_eq!(res.status(), 200, "{len} bytes");
+        let res = app
+            .token(&[
+                ("grant_type", "password"),
+                ("username", &username),
+                ("password", &password[..len - 1]),
+            ])
+            .await;
+        assert_eq!(res.status(), 400, "{len} bytes, one short");
+    }
 }
