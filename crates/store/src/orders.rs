@@ -831,18 +831,19 @@ async fn fetch_newest_first(
     sql: String,
     args: &[Arg],
 ) -> Result<Vec<OrderRow>, StoreError> {
-    let pool = match db {
-        Db::Sqlite(sqlite) => &sqlite.pool,
+    match db {
         Db::Postgres(pool) => {
             let sql = sqlx::AssertSqlSafe(sql);
-            return Ok(bind_all!(sqlx::query_as(sql), args).fetch_all(pool).await?);
+            Ok(bind_all!(sqlx::query_as(sql), args).fetch_all(pool).await?)
         }
-    };
-    let sql = sqlx::AssertSqlSafe(json_orders(&sql));
-    let json: String = bind_all!(sqlx::query_scalar(sql), args)
-        .fetch_one(pool)
-        .await?;
-    decode_json_rows(&json)
+        Db::Sqlite(sqlite) => {
+            let sql = sqlx::AssertSqlSafe(json_orders(&sql));
+            let json: String = bind_all!(sqlx::query_scalar(sql), args)
+                .fetch_one(&sqlite.pool)
+                .await?;
+            decode_json_rows(&json)
+        }
+    }
 }
 
 /// SQLite: the orders `sql` (a statement over [`ORDER_SELECT`]) selects, as one JSON array of
@@ -1135,9 +1136,7 @@ pub async fn items_for(
                 q = q.bind(*id);
             }
             let json: String = q.fetch_one(&s.pool).await?;
-            let mut items = decode_json_items(&json)?;
-            items.sort_unstable_by_key(|(order, item)| (*order, item.position));
-            return Ok(items);
+            return decode_json_items(&json);
         }
     };
     Ok(rows.into_iter().map(|r| (r.order_id, r.item)).collect())
@@ -1155,9 +1154,12 @@ type JsonItem = (
     Option<String>,
 );
 
+/// The lines of a [`JsonItem`] array, by order and position (the aggregate's input order is not
+/// promised).
 fn decode_json_items(json: &str) -> Result<Vec<(Uuid, ItemRow)>, StoreError> {
     let rows: Vec<JsonItem> = serde_json::from_str(json).map_err(json_rows_error)?;
-    rows.into_iter()
+    let mut items = rows
+        .into_iter()
         .map(|r| {
             let item = ItemRow {
                 position: r.1,
@@ -1170,7 +1172,9 @@ fn decode_json_items(json: &str) -> Result<Vec<(Uuid, ItemRow)>, StoreError> {
             };
             Ok((hex_uuid(&r.0)?, item))
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    items.sort_unstable_by_key(|(order, item)| (*order, item.position));
+    Ok(items)
 }
 
 /// A UUID from SQLite's `hex()` of its 16 bytes; `hex(NULL)` is `''`, which is none.
