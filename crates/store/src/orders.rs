@@ -774,8 +774,8 @@ pub async fn list(
 }
 
 /// A page as [`list`] gives it and the counts as [`counts`] gives them, for one filter. On
-/// SQLite, without a username filter, both are read by one statement; otherwise by two, run
-/// together.
+/// SQLite both are read by one statement, a username search included (see
+/// [`merged_page_json_sql`]); on PostgreSQL by two, run together.
 pub async fn list_with_counts(
     db: &Db,
     scope: ShopScope,
@@ -783,21 +783,80 @@ pub async fn list_with_counts(
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<(Vec<OrderRow>, Vec<(String, i64)>), StoreError> {
-    let (Db::Sqlite(sqlite), false) = (db, has_username(f)) else {
+    let Db::Sqlite(sqlite) = db else {
         return tokio::try_join!(list(db, scope, f, before, limit), counts(db, scope, f));
     };
     let mut args = Vec::new();
-    let page = list_sql(db, scope, f, before, limit, &mut args);
+    let page = match username_condition(f) {
+        Some(users) if f.customer.is_none() => {
+            merged_page_json_sql(scope, f, users, before, limit, &mut args)
+        }
+        _ => json_orders(&list_sql(db, scope, f, before, limit, &mut args)),
+    };
     let counts = counts_sql(scope, f, &mut args);
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT ({}), (SELECT json_group_array(json_array(status, n)) FROM ({counts}))",
-        json_orders(&page)
+        "SELECT ({page}), (SELECT json_group_array(json_array(status, n)) FROM ({counts}))"
     ));
-    let (page, counts): (String, String) = bind_all!(sqlx::query_as(sql), &args)
+    let (page, counts): (Option<String>, String) = bind_all!(sqlx::query_as(sql), &args)
         .fetch_one(&sqlite.pool)
         .await?;
     let counts = serde_json::from_str(&counts).map_err(json_rows_error)?;
-    Ok((decode_json_rows(&page)?, counts))
+    let rows = match page {
+        Some(json) => decode_json_rows(&json)?,
+        // More customers match than are merged: the shop's newest orders are scanned.
+        None => {
+            let mut args = Vec::new();
+            let sql = list_sql(db, scope, f, before, limit, &mut args);
+            fetch_newest_first(db, sql, &args).await?
+        }
+    };
+    Ok((rows, counts))
+}
+
+/// SQLite: a subquery giving, as [`json_orders`] does, the page [`merged_page`] reads for a
+/// username filter, with the matching customers looked up in the same statement; NULL when more
+/// than [`MERGE_CUSTOMERS`] match. SQLite has no lateral join, so each customer's newest `limit`
+/// ids are a correlated subquery per customer, collected as a JSON array through the
+/// `(shop_id, customer_id, ...)` indexes; the arrays are flattened and cut to the page before
+/// any row is read.
+fn merged_page_json_sql(
+    scope: ShopScope,
+    f: &Filter,
+    (users, user_arg): (&'static str, Arg),
+    before: Option<Uuid>,
+    limit: i64,
+    args: &mut Vec<Arg>,
+) -> String {
+    let rest = Filter {
+        customer: None,
+        username_exact: None,
+        username_contains: None,
+        ..f.clone()
+    };
+    // The clause binds the shop first.
+    let shop_at = args.len() + 1;
+    let mut clause = where_clause(scope, &rest, true, Users::Joined, args);
+    clause.push_str(" AND o.customer_id = c.id");
+    if let Some(b) = before {
+        args.push(Arg::Id(b));
+        clause.push_str(&format!(" AND o.id < ${}", args.len()));
+    }
+    args.push(Arg::Int(limit));
+    let limit_at = args.len();
+    args.push(user_arg);
+    let users = users.replace('?', &format!("${}", args.len()));
+    let page = json_orders(&format!(
+        "{ORDER_SELECT} WHERE o.shop_id = ${shop_at} AND o.id IN (SELECT id FROM top)"
+    ));
+    format!(
+        "WITH c (id) AS (SELECT f.id FROM users f WHERE {users} LIMIT {over}), \
+         per (ids) AS (SELECT (SELECT json_group_array(hex(x.id)) FROM \
+         (SELECT o.id FROM orders o{clause} ORDER BY o.id DESC LIMIT ${limit_at}) AS x) FROM c), \
+         top (id) AS (SELECT unhex(j.value) FROM per, json_each(per.ids) AS j \
+         ORDER BY j.value DESC LIMIT ${limit_at}) \
+         SELECT CASE WHEN (SELECT count(*) FROM c) <= {MERGE_CUSTOMERS} THEN ({page}) END",
+        over = MERGE_CUSTOMERS + 1
+    )
 }
 
 /// The statement of [`list`] without a merged page, its arguments pushed to `args`.

@@ -257,12 +257,21 @@ async fn the_counts_per_customer_follow_every_create_and_change(engine: Engine) 
     );
 }
 
-/// Every page of `f`, `limit` at a time, as ids.
+/// Every page of `f`, `limit` at a time, as ids. Each page is also read with its counts, which
+/// must give the same page and the counts [`store::counts`] gives.
 async fn all_pages(db: &Db, scope: ShopScope, f: &Filter, limit: i64) -> Vec<Uuid> {
     let mut ids = Vec::new();
     let mut before = None;
+    let mut want_counts = store::counts(db, scope, f).await.unwrap();
+    want_counts.sort();
     loop {
         let page = store::list(db, scope, f, before, limit).await.unwrap();
+        let (with_counts, mut counts) = store::list_with_counts(db, scope, f, before, limit)
+            .await
+            .unwrap();
+        assert_eq!(format!("{with_counts:?}"), format!("{page:?}"), "{f:?}");
+        counts.sort();
+        assert_eq!(counts, want_counts, "{f:?}");
         ids.extend(page.iter().map(|o| o.id));
         if page.len() < usize::try_from(limit).unwrap() {
             return ids;
