@@ -64,8 +64,8 @@ pub struct AppState {
     pub webhooks: std::sync::Arc<webhooks::WebhookService>,
     /// Stores inbound webhooks with group commit.
     pub receipts: webhooks::receipts::ReceiptWriter,
-    /// Stores new orders with group commit.
-    pub orders: api::orders::OrderWriter,
+    /// Stores new orders with group commit (SQLite only).
+    pub orders: Option<api::orders::OrderWriter>,
     /// Web pages: sessions and settings.
     pub web: std::sync::Arc<web::WebService>,
 }

@@ -351,16 +351,10 @@ macro_rules! insert_rows {
         async {
             let tx = $tx;
             let (batch, stamps): (&[CreateRequest], &[Stamp]) = ($batch, $stamps);
-            // Rows are written in one order whatever the order of the requests: keys by user and
-            // key, orders by customer. Two batches at once (PostgreSQL, several instances) then
-            // take the rows their triggers lock, such as the customers' `order_counts`, in the
-            // same order and cannot deadlock.
-            let mut by_key: Vec<usize> = (0..batch.len()).collect();
-            by_key.sort_by(|&a, &b| batch[a].idempotency.cmp(&batch[b].idempotency));
-            let mut claims = vec![None; batch.len()];
-            for i in by_key {
-                let (r, st) = (&batch[i], &stamps[i]);
+            let mut claims = Vec::with_capacity(batch.len());
+            for (r, st) in batch.iter().zip(stamps) {
                 let Some((user, key, hash)) = &r.idempotency else {
+                    claims.push(None);
                     continue;
                 };
                 let shop = r.scope.shop_id().0;
@@ -369,20 +363,21 @@ macro_rules! insert_rows {
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
                     .bind(shop).bind(user.0).bind(key).bind(hash).bind(st.id).bind(st.now)
                     .execute(&mut **tx).await?.rows_affected();
-                if claimed == 0 {
-                    claims[i] = Some(sqlx::query_as::<_, (Uuid, Vec<u8>)>(
+                claims.push(if claimed == 0 {
+                    Some(sqlx::query_as::<_, (Uuid, Vec<u8>)>(
                         "SELECT order_id, request_hash FROM idempotency_keys WHERE shop_id = $1 AND user_id = $2 AND key = $3")
-                        .bind(shop).bind(user.0).bind(key).fetch_one(&mut **tx).await?);
-                }
+                        .bind(shop).bind(user.0).bind(key).fetch_one(&mut **tx).await?)
+                } else {
+                    None
+                });
             }
-            let mut new: Vec<(&CreateRequest, &Stamp)> = batch
+            let new: Vec<(&CreateRequest, &Stamp)> = batch
                 .iter()
                 .zip(stamps)
                 .zip(&claims)
                 .filter(|(_, claim)| claim.is_none())
                 .map(|(pair, _)| pair)
                 .collect();
-            new.sort_by_key(|(r, _)| (r.scope.shop_id().0, r.order.customer.map(|c| c.0)));
             for chunk in new.chunks(ROWS_PER_INSERT) {
                 let mut q: QueryBuilder<$db> = QueryBuilder::new(
                     "INSERT INTO orders (shop_id, id, customer_id, status, notes, source, external_id, currency, total_minor, created_at, updated_at) ");

@@ -23,7 +23,7 @@ use shopkeep_store::orders::{
     self as store, Change, CreateRequest, Created, Filter, FullOrder, ItemRow, NewItem, NewOrder,
     OrderRow, Transition, Written,
 };
-use shopkeep_store::{Db, ShopScope, StoreError};
+use shopkeep_store::{Db, Engine, ShopScope, StoreError};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -398,15 +398,16 @@ pub async fn create(
 }
 
 /// Creates orders through one writer task with group commit: every order placed while the
-/// previous batch commits goes into the next transaction, so one commit (on SQLite one fsync and
-/// one turn at the writer lock) serves them all, and on PostgreSQL a batch costs a few
-/// multi-row statements instead of six round trips per order.
+/// previous batch commits goes into the next transaction, so one fsync serves them all.
 pub type OrderWriter = GroupCommit<CreateRequest, Result<Written, StoreError>>;
 
-/// Starts the order writer, on either engine.
-pub fn start_writer(db: Db) -> OrderWriter {
-    GroupCommit::start(db, |db, batch| {
-        Box::pin(async move { store::create_many(&db, batch).await })
+/// Starts the order writer on SQLite. PostgreSQL gets none: it runs transactions side by side,
+/// and a single writer would make every create wait behind a batch stuck on an outage.
+pub fn start_writer(db: Db) -> Option<OrderWriter> {
+    (db.engine() == Engine::Sqlite).then(|| {
+        GroupCommit::start(db, |db, batch| {
+            Box::pin(async move { store::create_many(&db, batch).await })
+        })
     })
 }
 
@@ -453,7 +454,10 @@ pub(crate) async fn place(
         actor: p.user,
         request_id: request_id.to_string(),
     };
-    let written = state.orders.write(request).await??;
+    let written = match &state.orders {
+        Some(writer) => writer.write(request).await??,
+        None => store::create_one(&state.db, request).await?,
+    };
     let hash = key.map(|_| hash.as_slice());
     match store::resolve(&state.db, p.scope, written, hash).await? {
         Created::New(full) => {
