@@ -827,22 +827,9 @@ fn merged_page_json_sql(
     limit: i64,
     args: &mut Vec<Arg>,
 ) -> String {
-    let rest = Filter {
-        customer: None,
-        username_exact: None,
-        username_contains: None,
-        ..f.clone()
-    };
     // The clause binds the shop first.
     let shop_at = args.len() + 1;
-    let mut clause = where_clause(scope, &rest, true, Users::Joined, args);
-    clause.push_str(" AND o.customer_id = c.id");
-    if let Some(b) = before {
-        args.push(Arg::Id(b));
-        clause.push_str(&format!(" AND o.id < ${}", args.len()));
-    }
-    args.push(Arg::Int(limit));
-    let limit_at = args.len();
+    let (clause, limit_at) = per_customer_clause(scope, f, before, limit, args);
     args.push(user_arg);
     let users = users.replace('?', &format!("${}", args.len()));
     let page = json_orders(&format!(
@@ -977,6 +964,32 @@ async fn few_matching_customers(db: &Db, f: &Filter) -> Result<Option<Vec<Uuid>>
     Ok((ids.len() <= MERGE_CUSTOMERS).then_some(ids))
 }
 
+/// The `WHERE` of one customer's page in a merged username search, the customer being `c.id`:
+/// the filter without its customer and username, older than `before`, with `limit` bound last.
+/// Gives the clause and the placeholder number of the limit.
+fn per_customer_clause(
+    scope: ShopScope,
+    f: &Filter,
+    before: Option<Uuid>,
+    limit: i64,
+    args: &mut Vec<Arg>,
+) -> (String, usize) {
+    let rest = Filter {
+        customer: None,
+        username_exact: None,
+        username_contains: None,
+        ..f.clone()
+    };
+    let mut clause = where_clause(scope, &rest, true, Users::Joined, args);
+    clause.push_str(" AND o.customer_id = c.id");
+    if let Some(b) = before {
+        args.push(Arg::Id(b));
+        clause.push_str(&format!(" AND o.id < ${}", args.len()));
+    }
+    args.push(Arg::Int(limit));
+    (clause, args.len())
+}
+
 /// A page over a few customers' orders: each customer's newest `limit` through the
 /// `(shop_id, customer_id, ...)` indexes, merged, so the cost follows the page size and not how
 /// many orders the customers have. SQLite reads them with one `UNION ALL` branch per customer.
@@ -994,21 +1007,8 @@ async fn merged_page(
     if let Db::Postgres(pool) = db {
         // One statement whatever the number of customers, so its plan is prepared once: each
         // customer's newest orders through a lateral subquery over the array of their ids.
-        let rest = Filter {
-            customer: None,
-            username_exact: None,
-            username_contains: None,
-            ..f.clone()
-        };
         let mut args = Vec::new();
-        let mut clause = where_clause(scope, &rest, true, Users::Joined, &mut args);
-        clause.push_str(" AND o.customer_id = c.id");
-        if let Some(b) = before {
-            args.push(Arg::Id(b));
-            clause.push_str(&format!(" AND o.id < ${}", args.len()));
-        }
-        args.push(Arg::Int(limit));
-        let limit_at = args.len();
+        let (clause, limit_at) = per_customer_clause(scope, f, before, limit, &mut args);
         // The page's ids first, then only their rows.
         let sql = sqlx::AssertSqlSafe(format!(
             "{ORDER_COLUMNS} FROM (SELECT page.id FROM unnest(${}::uuid[]) AS c (id) \
