@@ -58,6 +58,9 @@ impl Application {
     /// Like [`Application::build`], with job handlers besides shopkeep's own (an embedding
     /// program's, or a test's).
     pub async fn build_with(config: Config, mut registry: Registry) -> anyhow::Result<Application> {
+        // Before anything is written, so the start's own writes (migrations, the signing key,
+        // the built-in schedules) are counted too.
+        shopkeep_server::metrics::recorder();
         prepare_data_dir(&config)?;
         let secret_key = keys::secret_key(&config)?;
         let db = Db::connect(&config.db_options()).await?;
