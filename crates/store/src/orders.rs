@@ -764,10 +764,41 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<OrderRow>, StoreError> {
     if f.customer.is_none()
-        && let Some(customers) = few_matching_customers(db, f).await?
+        && let Some(users) = username_condition(f)
     {
-        return merged_page(db, scope, f, &customers, before, limit).await;
+        match db {
+            Db::Sqlite(sqlite) => {
+                let mut args = Vec::new();
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT ({})",
+                    merged_page_json_sql(scope, f, users, before, limit, &mut args)
+                ));
+                let page: Option<String> = bind_all!(sqlx::query_scalar(sql), &args)
+                    .fetch_one(&sqlite.pool)
+                    .await?;
+                if let Some(json) = page {
+                    return decode_json_rows(&json);
+                }
+            }
+            Db::Postgres(pool) => {
+                if let Some(customers) = few_matching_customers(pool, users).await? {
+                    return merged_page(pool, scope, f, &customers, before, limit).await;
+                }
+            }
+        }
     }
+    scanned_page(db, scope, f, before, limit).await
+}
+
+/// The page of [`list`] read by walking the shop's newest orders, for filters without a username
+/// or with more matching customers than are merged.
+async fn scanned_page(
+    db: &Db,
+    scope: ShopScope,
+    f: &Filter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<OrderRow>, StoreError> {
     let mut args = Vec::new();
     let sql = list_sql(db, scope, f, before, limit, &mut args);
     fetch_newest_first(db, sql, &args).await
@@ -804,18 +835,14 @@ pub async fn list_with_counts(
     let rows = match page {
         Some(json) => decode_json_rows(&json)?,
         // More customers match than are merged: the shop's newest orders are scanned.
-        None => {
-            let mut args = Vec::new();
-            let sql = list_sql(db, scope, f, before, limit, &mut args);
-            fetch_newest_first(db, sql, &args).await?
-        }
+        None => scanned_page(db, scope, f, before, limit).await?,
     };
     Ok((rows, counts))
 }
 
-/// SQLite: a subquery giving, as [`json_orders`] does, the page [`merged_page`] reads for a
-/// username filter, with the matching customers looked up in the same statement; NULL when more
-/// than [`MERGE_CUSTOMERS`] match. SQLite has no lateral join, so each customer's newest `limit`
+/// SQLite: a subquery giving, as [`json_orders`] does, a username search's page merged from
+/// each matching customer's newest orders (what [`merged_page`] reads on PostgreSQL), with the
+/// customers looked up in the same statement; NULL when more than [`MERGE_CUSTOMERS`] match. SQLite has no lateral join, so each customer's newest `limit`
 /// ids are a correlated subquery per customer, collected as a JSON array through the
 /// `(shop_id, customer_id, ...)` indexes; the arrays are flattened and cut to the page before
 /// any row is read.
@@ -949,18 +976,20 @@ fn decode_json_rows(json: &str) -> Result<Vec<OrderRow>, StoreError> {
     Ok(rows)
 }
 
-/// The users a username filter matches, when there are at most [`MERGE_CUSTOMERS`] of them.
-async fn few_matching_customers(db: &Db, f: &Filter) -> Result<Option<Vec<Uuid>>, StoreError> {
-    let Some((condition, arg)) = username_condition(f) else {
-        return Ok(None);
-    };
+/// PostgreSQL: the users a username filter matches, when there are at most [`MERGE_CUSTOMERS`]
+/// of them.
+async fn few_matching_customers(
+    pool: &sqlx::PgPool,
+    (condition, arg): (&'static str, Arg),
+) -> Result<Option<Vec<Uuid>>, StoreError> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT f.id FROM users f WHERE {} LIMIT {}",
         condition.replace('?', "$1"),
         MERGE_CUSTOMERS + 1
     ));
-    let ids: Vec<Uuid> =
-        on_pool!(db, pool => bind_all!(sqlx::query_scalar(sql), [&arg]).fetch_all(pool).await)?;
+    let ids: Vec<Uuid> = bind_all!(sqlx::query_scalar(sql), [&arg])
+        .fetch_all(pool)
+        .await?;
     Ok((ids.len() <= MERGE_CUSTOMERS).then_some(ids))
 }
 
@@ -990,11 +1019,13 @@ fn per_customer_clause(
     (clause, args.len())
 }
 
-/// A page over a few customers' orders: each customer's newest `limit` through the
+/// PostgreSQL: a page over a few customers' orders, each customer's newest `limit` through the
 /// `(shop_id, customer_id, ...)` indexes, merged, so the cost follows the page size and not how
-/// many orders the customers have. SQLite reads them with one `UNION ALL` branch per customer.
+/// many orders the customers have. One statement whatever the number of customers, so its plan
+/// is prepared once: a lateral subquery over the array of their ids. (SQLite, which has no
+/// lateral join, does the same in [`merged_page_json_sql`].)
 async fn merged_page(
-    db: &Db,
+    pool: &sqlx::PgPool,
     scope: ShopScope,
     f: &Filter,
     customers: &[Uuid],
@@ -1004,55 +1035,21 @@ async fn merged_page(
     if customers.is_empty() {
         return Ok(Vec::new());
     }
-    if let Db::Postgres(pool) = db {
-        // One statement whatever the number of customers, so its plan is prepared once: each
-        // customer's newest orders through a lateral subquery over the array of their ids.
-        let mut args = Vec::new();
-        let (clause, limit_at) = per_customer_clause(scope, f, before, limit, &mut args);
-        // The page's ids first, then only their rows.
-        let sql = sqlx::AssertSqlSafe(format!(
-            "{ORDER_COLUMNS} FROM (SELECT page.id FROM unnest(${}::uuid[]) AS c (id) \
-             CROSS JOIN LATERAL (SELECT o.id FROM orders o{clause} ORDER BY o.id DESC LIMIT ${limit_at}) AS page \
-             ORDER BY page.id DESC LIMIT ${limit_at}) AS top \
-             JOIN orders o ON o.shop_id = $1 AND o.id = top.id LEFT JOIN users u ON u.id = o.customer_id \
-             ORDER BY o.id DESC",
-            args.len() + 1
-        ));
-        return Ok(bind_all!(sqlx::query_as(sql), &args)
-            .bind(customers)
-            .fetch_all(pool)
-            .await?);
-    }
     let mut args = Vec::new();
-    let mut branches = Vec::with_capacity(customers.len());
-    for (i, c) in customers.iter().enumerate() {
-        let one = Filter {
-            customer: Some(UserId(*c)),
-            username_exact: None,
-            username_contains: None,
-            ..f.clone()
-        };
-        let mut clause = where_clause(scope, &one, true, Users::Joined, &mut args);
-        if let Some(b) = before {
-            args.push(Arg::Id(b));
-            clause.push_str(&format!(" AND o.id < ${}", args.len()));
-        }
-        args.push(Arg::Int(limit));
-        branches.push(format!(
-            "SELECT id FROM (SELECT o.id FROM orders o{clause} ORDER BY o.id DESC LIMIT ${}) AS b{i}",
-            args.len()
-        ));
-    }
-    args.push(Arg::Id(scope.shop_id().0));
-    let shop = args.len();
-    args.push(Arg::Int(limit));
-    // The merged ids are cut to the page before any row is read.
-    let sql = format!(
-        "{ORDER_SELECT} WHERE o.shop_id = ${shop} AND o.id IN ({} ORDER BY id DESC LIMIT ${}) ORDER BY o.id DESC",
-        branches.join(" UNION ALL "),
-        args.len()
-    );
-    fetch_newest_first(db, sql, &args).await
+    let (clause, limit_at) = per_customer_clause(scope, f, before, limit, &mut args);
+    // The page's ids first, then only their rows.
+    let sql = sqlx::AssertSqlSafe(format!(
+        "{ORDER_COLUMNS} FROM (SELECT page.id FROM unnest(${}::uuid[]) AS c (id) \
+         CROSS JOIN LATERAL (SELECT o.id FROM orders o{clause} ORDER BY o.id DESC LIMIT ${limit_at}) AS page \
+         ORDER BY page.id DESC LIMIT ${limit_at}) AS top \
+         JOIN orders o ON o.shop_id = $1 AND o.id = top.id LEFT JOIN users u ON u.id = o.customer_id \
+         ORDER BY o.id DESC",
+        args.len() + 1
+    ));
+    Ok(bind_all!(sqlx::query_as(sql), &args)
+        .bind(customers)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Orders per status under the filter (its status ignored), for tab counts. Without a date range
